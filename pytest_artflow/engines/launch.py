@@ -1,0 +1,67 @@
+"""The entry point of every process a run starts: ``python -m pytest_artflow.engines.launch
+FLOW_FILE CLASS_NAME [metaflow arguments...]``.
+
+It does what ``python flow.py ...`` does, with two differences: the flow file's
+``if __name__ == "__main__":`` block is left out (so a file holding several
+flows, or none run from the block, works), and the class named on the command
+line is the one handed to Metaflow's CLI. The file runs as the real
+``__main__`` module, exactly as under ``python flow.py run``, so artifacts of
+classes defined in it pickle as ``__main__.X`` in both cases.
+
+Metaflow's runtime starts each task with the same entry point (it is passed as
+``entrypoint``), so tasks load the flow the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import types
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    consts = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return names == {"__name__"} and consts == {"__main__"}
+
+
+def compile_flow_file(path: str) -> types.CodeType:
+    """The flow file's code without its top-level ``__main__`` block(s)."""
+    with open(path, "rb") as f:
+        source = f.read()
+    tree = ast.parse(source, filename=path)
+    tree.body = [node for node in tree.body if not _is_main_guard(node)]
+    return compile(tree, path, "exec", dont_inherit=True)
+
+
+def load_as_main(path: str) -> types.ModuleType:
+    """Execute the flow file as the process's real ``__main__`` module."""
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    sys.modules["__main__"] = module
+    sys.path[0] = os.path.dirname(path)
+    exec(compile_flow_file(path), module.__dict__)
+    return module
+
+
+def main(argv: list[str]) -> None:
+    path, class_name, *args = argv
+    path = os.path.abspath(path)
+    # Metaflow records sys.argv[0] as the script name; make it the flow file.
+    sys.argv = [path, *args]
+    flow_class = getattr(load_as_main(path), class_name)
+
+    from metaflow import cli, parameters
+
+    entrypoint = [sys.executable, "-m", __spec__.name, path, class_name]
+    with parameters.flow_context(flow_class):
+        cli.main(flow_class(use_cli=False), entrypoint=entrypoint)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

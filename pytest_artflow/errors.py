@@ -1,0 +1,29 @@
+"""Exceptions raised to users. Kept import-light: task processes import it too."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .result import FlowRun
+
+
+class ArtflowError(Exception):
+    """Base of every error pytest-artflow raises on purpose."""
+
+
+class FlowReferenceError(ArtflowError):
+    """A flow reference cannot be turned into a runnable flow (no such file,
+    no flow in it, several and none named, a class Metaflow cannot run)."""
+
+
+class FlowRunFailed(ArtflowError):
+    """A run (or a single step) did not succeed.
+
+    ``run`` is the ``FlowRun`` with everything that did finish, so a test
+    can still look at the artifacts of the steps before the failure.
+    """
+
+    def __init__(self, message: str, run: FlowRun | None = None) -> None:
+        super().__init__(message)
+        self.run = run

@@ -1,0 +1,267 @@
+"""Turn what a test names (a class, a file, ``file.py:Class``, ``pkg.mod:Class``)
+into a ``FlowRef``: the flow class, the file its processes run, and the module
+that holds the class in the pytest process.
+
+Loading happens once per file (and again if the file changes): the file is
+executed in the pytest process without its ``__main__`` block, so the class can
+be linted, its Parameters read, and classes defined in it unpickled later.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .errors import FlowReferenceError
+
+if TYPE_CHECKING:
+    from metaflow import FlowSpec
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """A flow that an engine can run."""
+
+    flow_class: type[FlowSpec]
+    file: Path
+    #: The module holding ``flow_class`` in this process. The flow's processes
+    #: run ``file`` as ``__main__``, so pickles naming ``__main__.X`` resolve here.
+    module: ModuleType
+
+    @property
+    def name(self) -> str:
+        return self.flow_class.__name__
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        """Metaflow ``Parameter`` objects by their command-line name."""
+        return {
+            p.name: p
+            for _, p in self.flow_class._get_parameters()
+            if not getattr(p, "IS_CONFIG_PARAMETER", False)
+        }
+
+    @cached_property
+    def step_names(self) -> list[str]:
+        """Step names in graph order (Metaflow's own graph)."""
+        return [node.name for node in self.flow_class._graph]
+
+    def parameter_args(self, values: Mapping[str, Any]) -> list[str]:
+        """Command-line options for Parameter values given by attribute or Parameter name.
+
+        Values are written the way Metaflow's click options read them back:
+        JSON for ``JSONType``, ``str()`` otherwise.
+        """
+        from metaflow import IncludeFile
+        from metaflow.parameters import JSONTypeClass
+
+        by_attribute = {attr: p for attr, p in self.flow_class._get_parameters()}
+        args: list[str] = []
+        given: set[str] = set()
+        for key, value in values.items():
+            param = self.parameters.get(key) or by_attribute.get(key)
+            if param is None or getattr(param, "IS_CONFIG_PARAMETER", False):
+                known = ", ".join(sorted(self.parameters)) or "none"
+                raise FlowReferenceError(
+                    f"{self.name} has no Parameter {key!r} (its Parameters: {known})"
+                )
+            given.add(param.name)
+            if isinstance(param.kwargs.get("type"), JSONTypeClass) and not isinstance(value, str):
+                value = json.dumps(value)
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            args += [f"--{param.name}", str(value)]
+        # IncludeFile defaults are paths relative to where `python flow.py` runs,
+        # which is the flow's own directory in practice; runs happen in the
+        # sandbox, so such defaults are passed as absolute paths.
+        for name, param in self.parameters.items():
+            default = param.kwargs.get("default")
+            if name in given or not isinstance(param, IncludeFile) or not isinstance(default, str):
+                continue
+            candidate = self.file.parent / default
+            if not os.path.isabs(default) and "://" not in default and candidate.is_file():
+                args += [f"--{name}", str(candidate)]
+        return args
+
+
+_loaded: dict[Path, tuple[int, ModuleType]] = {}
+
+
+def resolve(reference: object, search_dirs: Iterable[Path] = ()) -> FlowRef:
+    """The ``FlowRef`` for anything ``artflow_run`` accepts as ``flow``."""
+    from metaflow import FlowSpec
+
+    if isinstance(reference, type):
+        if not issubclass(reference, FlowSpec):
+            raise FlowReferenceError(f"{reference.__qualname__} is not a metaflow.FlowSpec subclass")
+        return _checked(_ref_for_class(reference))
+    if isinstance(reference, FlowSpec):
+        raise FlowReferenceError(
+            f"pass the flow class {type(reference).__name__}, not an instance of it"
+        )
+    if not isinstance(reference, (str, os.PathLike)):
+        raise FlowReferenceError(
+            f"cannot run {reference!r}: give a FlowSpec subclass, a flow file path, "
+            "'path.py:ClassName' or 'package.module:ClassName'"
+        )
+    text = os.fspath(reference)
+    location, _, class_name = text.rpartition(":") if ":" in text else (text, "", "")
+    if _looks_like_module(location):
+        module = _import_module(location, text)
+        file = Path(inspect.getfile(module)).resolve()
+        return _checked(_pick(module, file, class_name, text))
+    path = _find_file(location, search_dirs)
+    return _checked(_pick(load_file(path), path, class_name, text))
+
+
+def flow_classes(module: ModuleType) -> list[type[FlowSpec]]:
+    """FlowSpec subclasses defined (not just imported) in ``module``, in file order."""
+    from metaflow import FlowSpec
+
+    found = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, FlowSpec)
+        and obj is not FlowSpec
+        and obj.__module__ == module.__name__
+    ]
+    return sorted(found, key=lambda c: inspect.getsourcelines(c)[1])
+
+
+def load_file(path: Path) -> ModuleType:
+    """Execute a flow file in this process (without its ``__main__`` block), once per version."""
+    path = path.resolve()
+    mtime = path.stat().st_mtime_ns
+    cached = _loaded.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) and _same_file(module.__file__, path):
+            _loaded[path] = (mtime, module)
+            return module
+    name = f"artflow_flow_{path.stem}_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # Flows import their sibling modules the way `python flow.py` allows.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise FlowReferenceError(
+            f"{path}:{exc.lineno}: syntax error in the flow file: {exc.msg}"
+        ) from None
+    except Exception as exc:
+        del sys.modules[name]
+        raise FlowReferenceError(
+            f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    _loaded[path] = (mtime, module)
+    return module
+
+
+def _same_file(a: str, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _looks_like_module(location: str) -> bool:
+    return (
+        bool(location)
+        and not location.endswith(".py")
+        and "/" not in location
+        and os.sep not in location
+        and all(part.isidentifier() for part in location.split("."))
+    )
+
+
+def _import_module(name: str, text: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise FlowReferenceError(f"{text!r}: cannot import module {name!r}: {exc}") from exc
+
+
+def _find_file(location: str, search_dirs: Iterable[Path]) -> Path:
+    path = Path(location).expanduser()
+    candidates = [path] if path.is_absolute() else [d / path for d in search_dirs] + [path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    where = ", ".join(str(c) for c in candidates)
+    raise FlowReferenceError(f"flow file {location!r} not found (looked for {where})")
+
+
+def _pick(module: ModuleType, file: Path, class_name: str, text: str) -> FlowRef:
+    classes = flow_classes(module)
+    names = ", ".join(c.__name__ for c in classes)
+    if class_name:
+        cls = getattr(module, class_name, None)
+        if cls is None or cls not in classes:
+            listed = f"its flows: {names}" if classes else "it defines no FlowSpec subclass"
+            raise FlowReferenceError(f"{text!r}: no flow class {class_name!r} in {file} ({listed})")
+        return FlowRef(cls, file, module)
+    if not classes:
+        raise FlowReferenceError(f"{file} defines no FlowSpec subclass")
+    if len(classes) > 1:
+        raise FlowReferenceError(
+            f"{file} defines several flows ({names}); name one: '{text}:{classes[0].__name__}'"
+        )
+    return FlowRef(classes[0], file, module)
+
+
+def _ref_for_class(cls: type[FlowSpec]) -> FlowRef:
+    if "<locals>" in cls.__qualname__:
+        raise FlowReferenceError(
+            f"{cls.__qualname__} is defined inside a function; Metaflow starts every step "
+            "in a new process that loads the flow from its file, so define the class at "
+            "module level"
+        )
+    module = sys.modules.get(cls.__module__)
+    try:
+        file = Path(inspect.getfile(cls)).resolve()
+    except (TypeError, OSError):
+        file = None
+    if module is None or file is None or not file.is_file():
+        raise FlowReferenceError(
+            f"{cls.__qualname__} was not loaded from a Python file; Metaflow needs a file "
+            "to start the flow's processes from"
+        )
+    if getattr(module, cls.__name__, None) is not cls:
+        raise FlowReferenceError(
+            f"{cls.__qualname__} is not reachable as {cls.__name__} in {file}; Metaflow "
+            "loads the flow by that name from the file"
+        )
+    return FlowRef(cls, file, module)
+
+
+def _checked(ref: FlowRef) -> FlowRef:
+    """Metaflow's own graph checks, so a broken flow fails here with Metaflow's words."""
+    from metaflow.exception import MetaflowException
+    from metaflow.lint import linter
+
+    try:
+        linter.run_checks(ref.flow_class._graph)
+    except MetaflowException as exc:
+        where = f"{ref.file}:{exc.line_no}" if exc.line_no else str(ref.file)
+        raise FlowReferenceError(
+            f"Metaflow cannot run {ref.name} ({where}): {exc.message}"
+        ) from None
+    return ref

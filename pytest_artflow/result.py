@@ -1,0 +1,363 @@
+"""What a run left in the datastore, read once through Metaflow's client into
+plain objects whose values stay readable after the sandbox is gone."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from . import explain
+from .errors import ArtflowError
+
+if TYPE_CHECKING:
+    from metaflow import Run, Task
+
+    from .flows import FlowRef
+    from .sandbox import Sandbox
+
+
+class UnknownStepError(ArtflowError, KeyError):
+    """``run["nope"]``: the message lists the steps that did run."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ArtifactData(Mapping[str, Any]):
+    """``task.data.some_data``: attribute (and mapping) access to a task's artifacts."""
+
+    def __init__(
+        self, owner: str, artifacts: dict[str, Any], on_read: Callable[[str, Any], None] | None
+    ) -> None:
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_artifacts", artifacts)
+        object.__setattr__(self, "_on_read", on_read)
+
+    def __getattr__(self, name: str) -> Any:
+        artifacts = object.__getattribute__(self, "_artifacts")
+        if name.startswith("__") or name not in artifacts:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            known = ", ".join(sorted(artifacts)) or "none"
+            raise AttributeError(f"{self._owner} has no artifact {name!r} (its artifacts: {known})")
+        value = artifacts[name]
+        if self._on_read is not None:
+            self._on_read(name, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("artifacts of a finished run are read-only")
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.__getattr__(name)
+        except AttributeError as exc:
+            raise KeyError(str(exc)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._artifacts)
+
+    def __len__(self) -> int:
+        return len(self._artifacts)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._artifacts)
+
+    def __repr__(self) -> str:
+        return f"<artifacts of {self._owner}: {', '.join(self._artifacts)}>"
+
+
+@dataclass(eq=False)
+class TaskResult:
+    """One task (one attempt of it): its artifacts, output and status."""
+
+    pathspec: str
+    step: str
+    artifacts: dict[str, Any]
+    stdout: str
+    stderr: str
+    successful: bool
+    finished: bool
+    index: int | None = None
+    attempt: int = 0
+    #: Every attempt of this task, oldest first; the last one is this one.
+    attempts: list[TaskResult] = field(default_factory=list, repr=False)
+    #: Set by single-step runs: artifacts the step created or changed.
+    changed: frozenset[str] | None = None
+    #: Set by single-step runs: the steps the transition (``self.next``) chose.
+    next_steps: list[str] | None = None
+    #: Metaflow's record of the exception that failed the task, if any.
+    exception: Any = field(default=None, repr=False)
+    #: (foreach indices, task id): the order of tasks within a step.
+    order: tuple[tuple[int, ...], int] = field(default=((), 0), repr=False)
+    run: FlowRun | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.pathspec.rsplit("/", 1)[-1]
+
+    @property
+    def data(self) -> ArtifactData:
+        # Remember what a test reads, so a failing assert can show the trace.
+        on_read = partial(explain.remember, self.run, self.step) if self.run else None
+        return ArtifactData(f"task {self.pathspec}", self.artifacts, on_read)
+
+
+@dataclass(eq=False)
+class StepResult:
+    """All tasks of one step, in foreach-index / loop-iteration order."""
+
+    name: str
+    tasks: list[TaskResult]
+
+    @property
+    def task(self) -> TaskResult:
+        if len(self.tasks) != 1:
+            raise ArtflowError(
+                f"step {self.name!r} ran {len(self.tasks)} tasks; pick one with "
+                f"run[{self.name!r}].tasks[i]"
+            )
+        return self.tasks[0]
+
+    @property
+    def data(self) -> ArtifactData:
+        return self.task.data
+
+    @property
+    def stdout(self) -> str:
+        return "".join(t.stdout for t in self.tasks)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(t.stderr for t in self.tasks)
+
+    @property
+    def successful(self) -> bool:
+        return all(t.successful for t in self.tasks)
+
+
+@dataclass
+class Failure:
+    """Why a run failed: the first failing task in graph order."""
+
+    step: str | None
+    task: str | None
+    exception_type: str | None
+    message: str
+    traceback: str = ""
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class ArtifactDiff:
+    """``run.diff(a, b)``: how the artifacts of one task differ from another's."""
+
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+@dataclass(eq=False)
+class FlowRun:
+    """A finished run of a flow in a sandbox."""
+
+    flow_name: str
+    run_id: str
+    successful: bool
+    step_results: dict[str, StepResult]
+    failure: Failure | None = None
+    output: str = ""
+    duration: float = 0.0
+    sandbox: Sandbox | None = field(default=None, repr=False)
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow_name}/{self.run_id}"
+
+    @property
+    def steps(self) -> list[str]:
+        return list(self.step_results)
+
+    def __getitem__(self, step: str) -> StepResult:
+        try:
+            return self.step_results[step]
+        except KeyError:
+            raise UnknownStepError(
+                f"{self.pathspec} has no step {step!r}; the steps that ran: {', '.join(self.steps)}"
+            ) from None
+
+    def __contains__(self, step: object) -> bool:
+        return step in self.step_results
+
+    def __iter__(self) -> Iterator[StepResult]:
+        return iter(self.step_results.values())
+
+    @property
+    def tasks(self) -> list[TaskResult]:
+        return [t for s in self for t in s.tasks]
+
+    @property
+    def client(self) -> Run:
+        """Metaflow's own ``Run`` object (valid while the test's sandbox is active)."""
+        from metaflow import Run
+
+        return Run(self.pathspec, _namespace_check=False)
+
+    def trace(self, name: str) -> dict[str, Any]:
+        """The value of artifact ``name`` at every step that has it; a step with
+        several tasks maps to the list of their values in task order."""
+        out: dict[str, Any] = {}
+        for step in self:
+            values = [t.artifacts[name] for t in step.tasks if name in t.artifacts]
+            if values:
+                out[step.name] = values[0] if len(step.tasks) == 1 else values
+        return out
+
+    def diff(self, step_a: str, step_b: str) -> ArtifactDiff:
+        from .compare import artifacts_equal
+
+        a, b = self[step_a].task.artifacts, self[step_b].task.artifacts
+        return ArtifactDiff(
+            added={k: b[k] for k in b.keys() - a.keys()},
+            removed={k: a[k] for k in a.keys() - b.keys()},
+            changed={
+                k: (a[k], b[k])
+                for k in a.keys() & b.keys()
+                if k != "name" and not artifacts_equal(a[k], b[k])
+            },
+        )
+
+
+@contextmanager
+def main_module_as(module: ModuleType) -> Iterator[None]:
+    """Let pickles that name ``__main__.X`` load from the flow's module.
+
+    The flow's processes run the flow file as ``__main__``; in this process the
+    same classes live in ``module``. Only held while artifacts are unpickled.
+    """
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = module
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = saved
+
+
+def read_run(
+    sandbox: Sandbox, flow: FlowRef, run_id: str, *, output: str = "", duration: float = 0.0
+) -> FlowRun:
+    """Read everything a run wrote. The caller holds the sandbox's client scope."""
+    from metaflow import Run
+
+    with main_module_as(flow.module):
+        run = Run(f"{flow.name}/{run_id}", _namespace_check=False)
+        present = {step.id: step for step in run}
+        steps = {
+            name: StepResult(name, sorted_tasks([read_task(t) for t in present[name]]))
+            for name in flow.step_names
+            if name in present
+        }
+        successful = bool(run.successful)
+    result = FlowRun(
+        flow_name=flow.name,
+        run_id=str(run_id),
+        successful=successful,
+        step_results=steps,
+        output=output,
+        duration=duration,
+        sandbox=sandbox,
+    )
+    for task in result.tasks:
+        for attempt in task.attempts:
+            attempt.run = result
+    if not successful:
+        result.failure = find_failure(result)
+    return result
+
+
+def read_task(task: Task) -> TaskResult:
+    from metaflow import Task
+
+    attempts = [
+        _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
+        for n in range(task.current_attempt)
+    ]
+    final = _read_attempt(task)
+    final.attempts = [*attempts, final]
+    return final
+
+
+def _read_attempt(task: Task) -> TaskResult:
+    stack = task["_foreach_stack"].data if "_foreach_stack" in task else []
+    result = TaskResult(
+        pathspec=task.pathspec,
+        step=task.parent.id,
+        artifacts={a.id: a.data for a in task},
+        stdout=task.stdout or "",
+        stderr=task.stderr or "",
+        successful=bool(task.successful),
+        finished=bool(task.finished),
+        index=task.index,
+        attempt=task.current_attempt,
+        exception=task["_exception"].data if "_exception" in task else None,
+        order=(tuple(f.index for f in stack or ()), int(task.id)),
+    )
+    return result
+
+
+def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
+    return sorted(tasks, key=lambda t: t.order)
+
+
+def find_failure(run: FlowRun) -> Failure | None:
+    for task in run.tasks:
+        if task.successful:
+            continue
+        exc = task.exception
+        if exc is not None and getattr(exc, "type", None):
+            exc_type = exc.type.removeprefix("builtins.")
+            return Failure(
+                step=task.step,
+                task=task.pathspec,
+                exception_type=exc_type,
+                message=exc.exception,
+                traceback=user_traceback(exc.stacktrace or ""),
+                stdout=task.stdout,
+                stderr=task.stderr,
+            )
+        return Failure(
+            step=task.step,
+            task=task.pathspec,
+            exception_type=None,
+            message=_last_line(task.stderr) or "the task ended without reporting an exception",
+            stdout=task.stdout,
+            stderr=task.stderr,
+        )
+    return None
+
+
+def user_traceback(text: str) -> str:
+    """A step's traceback without the frames of Metaflow's own task machinery."""
+    lines = text.splitlines()
+    out: list[str] = []
+    skip = False
+    for line in lines:
+        if line.startswith("  File "):
+            skip = "/metaflow/" in line
+        if not skip:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

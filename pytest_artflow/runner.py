@@ -1,0 +1,179 @@
+"""``artflow_run``: reference -> sandbox -> engine -> datastore -> ``FlowRun``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import flows
+from .engines import EngineSet, RunJob
+from .errors import FlowRunFailed
+from .result import FlowRun, read_run
+from .sandbox import Sandbox
+
+
+@dataclass
+class RunDefaults:
+    """Settings for runs that a test did not pass itself (marker > option > ini)."""
+
+    engine: str = "subprocess"
+    timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """One run, as ``pytest_artflow_configure_run`` implementations see (and change) it."""
+
+    flow: flows.FlowRef
+    sandbox: Sandbox
+    engine: str
+    timeout: float | None
+    tags: list[str]
+    max_workers: int | None
+    env: dict[str, str]
+    parameters: dict[str, Any]
+
+
+class ArtflowRunner:
+    """The ``artflow_run`` fixture: runs flows in the test's sandbox."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        engines: EngineSet,
+        hook: Any,
+        defaults: RunDefaults,
+        search_dirs: Iterable[Path] = (),
+    ) -> None:
+        self.sandbox = sandbox
+        self.engines = engines
+        self.hook = hook
+        self.defaults = defaults
+        self.search_dirs = list(search_dirs)
+        #: Every run this fixture made, oldest first.
+        self.runs: list[FlowRun] = []
+
+    def resolve(self, flow: object) -> flows.FlowRef:
+        return flows.resolve(flow, self.search_dirs)
+
+    def configure(
+        self,
+        flow: object,
+        *,
+        engine: str | None = None,
+        timeout: float | None = None,
+        tags: Iterable[str] = (),
+        max_workers: int | None = None,
+        env: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        **parameters: Any,
+    ) -> RunConfig:
+        config = RunConfig(
+            flow=self.resolve(flow),
+            sandbox=self.sandbox,
+            engine=engine or self.defaults.engine,
+            timeout=timeout if timeout is not None else self.defaults.timeout,
+            tags=list(tags),
+            max_workers=max_workers,
+            env={**self.defaults.env, **(env or {})},
+            parameters={**(params or {}), **parameters},
+        )
+        self.hook.pytest_artflow_configure_run(config=config)
+        return config
+
+    def job(self, config: RunConfig, args: list[str]) -> RunJob:
+        """A Metaflow command for ``config``'s flow; ``args`` follow the top-level options."""
+        return RunJob(
+            flow_file=config.flow.file,
+            class_name=config.flow.name,
+            # No pylint: it is not part of what a flow does, and slow.
+            args=["--no-pylint", *args],
+            env=self.sandbox.environ(config.env),
+            cwd=self.sandbox.root,
+            timeout=config.timeout,
+        )
+
+    def __call__(self, flow: object, *, check: bool = True, **options: Any) -> FlowRun:
+        config = self.configure(flow, **options)
+        id_file = self.sandbox.root / "tmp" / f"run-{next(self._ids)}.id"
+        args = ["run", "--run-id-file", str(id_file)]
+        for tag in config.tags:
+            args += ["--tag", tag]
+        if config.max_workers is not None:
+            args += ["--max-workers", str(config.max_workers)]
+        args += config.flow.parameter_args(config.parameters)
+
+        outcome = self.engines.get(config.engine).run(self.job(config, args))
+        if not id_file.exists():
+            raise FlowRunFailed(start_failure(config, outcome.output, outcome.timed_out))
+        run = read_run(
+            self.sandbox,
+            config.flow,
+            id_file.read_text().strip(),
+            output=outcome.output,
+            duration=outcome.duration,
+        )
+        if outcome.timed_out:
+            run.successful = False
+            run.failure = timeout_failure(run, config.timeout)
+        elif outcome.returncode != 0 and run.successful:
+            run.successful = False
+        self.runs.append(run)
+        if check and not run.successful:
+            raise FlowRunFailed(describe_failure(run), run=run)
+        return run
+
+
+def start_failure(config: RunConfig, output: str, timed_out: bool) -> str:
+    """The run never started: Metaflow's own words for why, without its banner."""
+    if timed_out:
+        return f"{config.flow.name} did not start within {config.timeout} s"
+    noise = ("Metaflow ", "Validating your flow", "    The graph looks good", "Usage:", "Try '")
+    lines = [line for line in output.splitlines() if line.strip() and not line.startswith(noise)]
+    detail = "\n".join(line.strip() for line in lines[-12:]) or "(no output)"
+    return f"{config.flow.name} ({config.flow.file}) could not start:\n{detail}"
+
+
+def timeout_failure(run: FlowRun, timeout: float | None) -> Any:
+    from .result import Failure
+
+    hung = [t for t in run.tasks if not t.finished]
+    where = ", ".join(f"step {t.step!r} ({t.pathspec})" for t in hung) or "between steps"
+    first = hung[0] if hung else None
+    return Failure(
+        step=first.step if first else None,
+        task=first.pathspec if first else None,
+        exception_type="Timeout",
+        message=f"timed out after {timeout} s while running {where}; every process was killed",
+        stdout=first.stdout if first else "",
+        stderr=first.stderr if first else "",
+    )
+
+
+def _tail(text: str, n: int = 20) -> str:
+    lines = text.rstrip().splitlines()
+    cut = lines[-n:]
+    head = f"  ... ({len(lines) - n} earlier lines)\n" if len(lines) > n else ""
+    return head + "\n".join(f"  {line}" for line in cut)
+
+
+def describe_failure(run: FlowRun) -> str:
+    failure = run.failure
+    if failure is None:
+        return f"{run.pathspec} failed:\n{_tail(run.output)}"
+    where = f" in step {failure.step!r} (task {failure.task})" if failure.step else ""
+    what = f"{failure.exception_type}: {failure.message}" if failure.exception_type else failure.message
+    parts = [f"{run.pathspec} failed{where}: {what}"]
+    if failure.traceback:
+        parts.append("traceback:\n" + _tail(failure.traceback, 40))
+    if failure.stdout.strip():
+        parts.append(f"stdout of {failure.step}:\n" + _tail(failure.stdout))
+    if failure.stderr.strip() and not failure.traceback:
+        parts.append(f"stderr of {failure.step}:\n" + _tail(failure.stderr))
+    return "\n".join(parts)

@@ -1,0 +1,97 @@
+"""A test's private Metaflow world: one directory that holds the datastore, the
+metadata, Metaflow's home and every scratch file of the runs in the test.
+
+Metaflow reads its configuration once, at import, so runs get theirs through
+the environment of their processes (``environ``), and the client inside the
+pytest process is pointed at the sandbox for the duration of the test
+(``client_scope``) and put back afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+#: Metaflow refuses to run as root; every sandbox runs as this user.
+SANDBOX_USER = "artflow"
+
+# Variables of the caller's environment that would point runs elsewhere.
+_DROPPED_PREFIXES = ("METAFLOW_", "USERNAME")
+
+
+class Sandbox:
+    """A temporary Metaflow datastore and metadata root shared by the runs of one test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        for sub in ("home", "tmp", "client_cache"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Sandbox({str(self.root)!r})"
+
+    @property
+    def datastore(self) -> Path:
+        """Where Metaflow keeps flows, runs and artifacts (``<root>/.metaflow``)."""
+        return self.root / ".metaflow"
+
+    def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a run's processes: this process's, with every
+        Metaflow setting replaced by the sandbox's."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+        home = str(self.root / "home")
+        env.update(
+            {
+                "HOME": home,
+                "METAFLOW_HOME": home,
+                "METAFLOW_USER": SANDBOX_USER,
+                "METAFLOW_DEFAULT_METADATA": "local",
+                "METAFLOW_DEFAULT_DATASTORE": "local",
+                "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(self.root),
+                "METAFLOW_DATASTORE_SYSROOT_SPIN": str(self.root),
+                "METAFLOW_CARD_LOCALROOT": str(self.root / ".metaflow" / "mf.cards"),
+                "METAFLOW_CLIENT_CACHE_PATH": str(self.root / "client_cache"),
+                "TMPDIR": str(self.root / "tmp"),
+                # The flow's processes import what the tests can import.
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        if extra:
+            env.update(extra)
+        return env
+
+    @contextmanager
+    def client_scope(self) -> Iterator[None]:
+        """Point Metaflow's client (``Flow``, ``Run``, ``namespace``) at this
+        sandbox, and restore what it pointed at before on exit."""
+        from metaflow.client import core
+        from metaflow.client.filecache import FileCache
+        from metaflow.plugins.datastores.local_storage import LocalStorage
+        from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
+
+        saved = (
+            core.current_metadata,
+            core.current_namespace,
+            core.filecache,
+            LocalMetadataProvider._INFO,
+            LocalStorage.datastore_root,
+        )
+        self.datastore.mkdir(exist_ok=True)
+        try:
+            core.metadata(f"local@{self.root}")
+            core.namespace(None)
+            core.filecache = FileCache(cache_dir=str(self.root / "client_cache"))
+            LocalStorage.datastore_root = str(self.datastore)
+            yield
+        finally:
+            (
+                core.current_metadata,
+                core.current_namespace,
+                core.filecache,
+                LocalMetadataProvider._INFO,
+                LocalStorage.datastore_root,
+            ) = saved
