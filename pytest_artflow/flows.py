@@ -54,16 +54,15 @@ class FlowRef:
     @cached_property
     def step_names(self) -> list[str]:
         """Step names in graph order (Metaflow's own graph)."""
-        return [node.name for node in self.flow_class._graph]
+        return list(self.flow_class._graph.sorted_nodes)
 
     def parameter_args(self, values: Mapping[str, Any]) -> list[str]:
         """Command-line options for Parameter values given by attribute or Parameter name.
 
         Values are written the way Metaflow's click options read them back:
-        JSON for ``JSONType``, ``str()`` otherwise.
+        containers as JSON (what ``JSONType`` parses), anything else with ``str()``.
         """
         from metaflow import IncludeFile
-        from metaflow.parameters import JSONTypeClass
 
         by_attribute = {attr: p for attr, p in self.flow_class._get_parameters()}
         args: list[str] = []
@@ -76,7 +75,7 @@ class FlowRef:
                     f"{self.name} has no Parameter {key!r} (its Parameters: {known})"
                 )
             given.add(param.name)
-            if isinstance(param.kwargs.get("type"), JSONTypeClass) and not isinstance(value, str):
+            if value is None or isinstance(value, (dict, list, tuple)):
                 value = json.dumps(value)
             elif isinstance(value, os.PathLike):
                 value = os.fspath(value)
@@ -85,13 +84,22 @@ class FlowRef:
         # which is the flow's own directory in practice; runs happen in the
         # sandbox, so such defaults are passed as absolute paths.
         for name, param in self.parameters.items():
-            default = param.kwargs.get("default")
+            default = _declared(param, "default")
             if name in given or not isinstance(param, IncludeFile) or not isinstance(default, str):
                 continue
             candidate = self.file.parent / default
             if not os.path.isabs(default) and "://" not in default and candidate.is_file():
                 args += [f"--{name}", str(candidate)]
         return args
+
+
+def _declared(param: Any, key: str) -> Any:
+    """What the flow's author passed to ``Parameter(...)`` for ``key``.
+
+    Metaflow resolves Parameter options only when its CLI starts (in the
+    flow's processes); before that they sit in ``_override_kwargs``.
+    """
+    return param.kwargs.get(key, getattr(param, "_override_kwargs", {}).get(key))
 
 
 _loaded: dict[Path, tuple[int, ModuleType]] = {}
@@ -196,7 +204,9 @@ def _import_module(name: str, text: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise FlowReferenceError(f"{text!r}: cannot import module {name!r}: {exc}") from exc
+        # A module that is not there needs no traceback; one that fails inside does.
+        cause = None if isinstance(exc, ModuleNotFoundError) and exc.name == name else exc
+        raise FlowReferenceError(f"{text!r}: cannot import module {name!r}: {exc}") from cause
 
 
 def _find_file(location: str, search_dirs: Iterable[Path]) -> Path:

@@ -239,13 +239,18 @@ class FlowRun:
 
 @contextmanager
 def main_module_as(module: ModuleType) -> Iterator[None]:
-    """Let pickles that name ``__main__.X`` load from the flow's module.
+    """Let pickles that name ``__main__.X`` load while artifacts are read.
 
     The flow's processes run the flow file as ``__main__``; in this process the
-    same classes live in ``module``. Only held while artifacts are unpickled.
+    same classes live in ``module``, and Metaflow's own ``__main__`` classes
+    (``ForeachFrame``) on the real ``__main__``. A stand-in holding both
+    replaces ``__main__`` only while artifacts are unpickled.
     """
     saved = sys.modules["__main__"]
-    sys.modules["__main__"] = module
+    stand_in = ModuleType("__main__")
+    stand_in.__dict__.update(vars(saved))
+    stand_in.__dict__.update(vars(module))
+    sys.modules["__main__"] = stand_in
     try:
         yield
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import flows
 from .engines import EngineSet, RunJob
-from .errors import FlowRunFailed
+from .errors import ArtflowError, FlowRunFailed
 from .result import FlowRun, read_run
 from .sandbox import Sandbox
 
@@ -100,6 +100,14 @@ class ArtflowRunner:
         )
 
     def __call__(self, flow: object, *, check: bool = True, **options: Any) -> FlowRun:
+        __tracebackhide__ = True
+        try:
+            return self._run(flow, check=check, **options)
+        except ArtflowError as exc:
+            # The message says everything; the plugin's frames would only bury it.
+            raise exc.with_traceback(None) from exc.__cause__
+
+    def _run(self, flow: object, *, check: bool, **options: Any) -> FlowRun:
         config = self.configure(flow, **options)
         id_file = self.sandbox.root / "tmp" / f"run-{next(self._ids)}.id"
         args = ["run", "--run-id-file", str(id_file)]

@@ -1,0 +1,229 @@
+"""Artifact round trips through Metaflow's own datastore, without a flow run.
+
+A value that survives ``pickle`` in a test can still come back different from
+Metaflow (its serializer store picks the serializer, the content-addressed
+store gzips the bytes, the metadata goes through JSON). ``roundtrip`` sends a
+value down exactly that path: ``TaskDataStore.save_artifacts`` into a real
+``LocalStorage`` datastore, and ``load_artifacts`` back from a reader built
+from the same metadata Metaflow writes to ``data.json``. It needs no fixture,
+so it works inside ``@given``.
+
+The datastore lives in one private temporary directory per process, created
+on first use and removed at exit: setting a datastore up per call would cost
+more than the round trip itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pickle
+import reprlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .compare import explain, type_name
+
+__all__ = ["assert_roundtrip", "find_unpicklable", "roundtrip"]
+
+_FLOW_NAME = "ArtflowRoundtrip"
+_ARTIFACT = "value"
+# Bytes (serialized size) and calls after which the stored blobs are deleted,
+# so that a long property-test session or a few big arrays never fill the
+# temporary directory. Deleting is cheap (~0.1 s for 8,000 blobs here).
+_WIPE_AFTER_BYTES = 64 * 2**20
+_WIPE_AFTER_CALLS = 4096
+
+
+class _Scratch:
+    """This process's private datastore root and the ``FlowDataStore`` on it."""
+
+    def __init__(self) -> None:
+        # Imported here: metaflow costs ~0.2 s, and the plugin imports this
+        # package at startup. ``metaflow.plugins`` bootstraps the serializer
+        # store that ``save_artifacts`` dispatches through.
+        import metaflow.plugins  # noqa: F401
+        from metaflow.datastore import FlowDataStore
+        from metaflow.plugins.datastores.local_storage import LocalStorage
+
+        self.pid = os.getpid()
+        self.root = tempfile.mkdtemp(prefix="pytest-artflow-roundtrip-")
+        # ``ds_root`` sets the root on this storage instance only; the class
+        # attribute ``LocalStorage.datastore_root`` is left alone.
+        self.flow_datastore = FlowDataStore(
+            _FLOW_NAME, storage_impl=LocalStorage, ds_root=self.root
+        )
+        self.stored_bytes = 0
+        self.calls = 0
+        atexit.register(self.remove)
+
+    def remove(self) -> None:
+        # A forked child inherits this object and its atexit entry; only the
+        # process that made the directory may delete it.
+        if os.getpid() == self.pid:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def account(self, size: int) -> None:
+        self.stored_bytes += size
+        self.calls += 1
+        if self.stored_bytes > _WIPE_AFTER_BYTES or self.calls >= _WIPE_AFTER_CALLS:
+            shutil.rmtree(os.path.join(self.root, _FLOW_NAME), ignore_errors=True)
+            self.stored_bytes = self.calls = 0
+
+
+_scratch: _Scratch | None = None
+# One round trip at a time: a wipe must not delete a blob that another
+# thread's round trip (of an equal value: the store is content-addressed)
+# is about to read.
+_lock = threading.Lock()
+
+
+def _scratch_for_this_process() -> _Scratch:
+    global _scratch
+    if _scratch is None or _scratch.pid != os.getpid():
+        _scratch = _Scratch()
+    return _scratch
+
+
+def roundtrip(obj: Any) -> Any:
+    """Save ``obj`` as a Metaflow artifact and load it back, as a task would.
+
+    Raises what Metaflow raises for a value it cannot save (for an
+    unpicklable one, ``UnpicklableArtifactException``).
+    """
+    with _lock:
+        scratch = _scratch_for_this_process()
+        datastore = scratch.flow_datastore
+        writer = datastore.get_task_datastore("1", "roundtrip", "1", attempt=0, mode="w")
+        writer.save_artifacts(iter([(_ARTIFACT, obj)]), len_hint=1)
+        # What ``done()`` writes to data.json and ``get_task_datastores``
+        # hands back to a reader; skipping the files themselves (three small
+        # writes) doubles the speed and changes nothing about the value.
+        data_metadata = json.loads(json.dumps(writer.ds_metadata))
+        reader = datastore.get_task_datastore(
+            "1", "roundtrip", "1", attempt=0, data_metadata=data_metadata, mode="r"
+        )
+        [(_, loaded)] = list(reader.load_artifacts([_ARTIFACT]))
+        scratch.account(data_metadata["info"][_ARTIFACT]["size"])
+    return loaded
+
+
+def assert_roundtrip(obj: Any) -> Any:
+    """Fail unless ``obj`` comes back from a Metaflow round trip unchanged.
+
+    Unchanged means ``compare.artifacts_equal`` and the same sharing of
+    objects (``[a, a]`` must come back as one list twice, not two lists).
+    Returns the loaded copy for further checks.
+    """
+    try:
+        loaded = roundtrip(obj)
+    except Exception as error:
+        culprit = find_unpicklable(obj)
+        detail = f"; first member that cannot be pickled: {culprit}" if culprit else ""
+        raise AssertionError(
+            f"Metaflow cannot save {type_name(type(obj))} as an artifact: "
+            f"{type(error).__name__}: {error}{detail}"
+        ) from error
+    lines = explain(obj, loaded, aliasing=True)
+    if lines:
+        raise AssertionError(
+            "the value changed in a Metaflow artifact round trip (left: before, right: after):\n"
+            + "\n".join(f"  {line}" for line in lines)
+        )
+    return loaded
+
+
+def find_unpicklable(obj: Any, *, name: str = "obj") -> str | None:
+    """Where ``obj`` stops being picklable, as ``"path.to[member]: type"``.
+
+    ``None`` when ``pickle.dumps(obj, protocol=4)`` (what Metaflow uses)
+    works. Otherwise the search descends into whichever member fails to
+    pickle on its own, first in order, until it reaches one whose members
+    all pickle: that member is the culprit, however deep. Paths read like
+    Python (``.attr``, ``[index]``, ``['key']``), with ``.keys()[n]`` for a
+    dict key and ``{member n}`` for a set member.
+    """
+    if _pickles(obj):
+        return None
+    path, culprit = name, obj
+    seen = {id(obj)}
+    while True:
+        for suffix, member in _members(culprit):
+            if id(member) not in seen and not _pickles(member):
+                seen.add(id(member))
+                path, culprit = path + suffix, member
+                break
+        else:
+            return f"{path}: {type_name(type(culprit))}"
+
+
+def _pickles(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj, protocol=4)
+    except Exception:
+        return False
+    return True
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _members(obj: Any) -> Iterator[tuple[str, Any]]:
+    """What pickle saves along with ``obj``, each with its path suffix."""
+    if isinstance(obj, (list, tuple)):
+        for index, item in enumerate(obj):
+            yield f"[{index}]", item
+    elif isinstance(obj, dict):
+        for index, (key, value) in enumerate(obj.items()):
+            yield f".keys()[{index}]", key
+            yield f"[{reprlib.repr(key)}]", value
+    elif isinstance(obj, (set, frozenset)):
+        for index, member in enumerate(obj):
+            yield f"{{member {index}}}", member
+    if type(obj) not in _CONTAINERS:
+        yield from _reduced_members(obj)
+
+
+def _reduced_members(obj: Any) -> Iterator[tuple[str, Any]]:
+    """Members of any other object: what its ``__reduce_ex__(4)`` hands pickle.
+
+    Reading the reduce value (not ``__dict__``) respects ``__getstate__``,
+    so an attribute a class leaves out of its pickle is never blamed. The
+    object's own class is skipped: an unpicklable class (say, one defined in
+    a function) makes the object itself the answer.
+    """
+    try:
+        reduced = obj.__reduce_ex__(4)
+    except Exception:
+        return
+    if not isinstance(reduced, tuple):
+        return  # pickled by reference to a global name
+    func, args, state, items, dict_items = (*reduced, None, None, None, None)[:5]
+    if func is not type(obj):
+        yield ".__reduce_ex__(4)[0]", func
+    for index, arg in enumerate(args or ()):
+        if arg is not type(obj):
+            yield f".__reduce_ex__(4)[1][{index}]", arg
+    if isinstance(state, dict):
+        parts = [state]
+    elif (
+        isinstance(state, tuple)
+        and len(state) == 2
+        and all(part is None or isinstance(part, dict) for part in state)
+    ):
+        parts = [part for part in state if part]  # (__dict__, __slots__ values)
+    else:
+        parts = []
+        if state is not None:
+            yield ".__getstate__()", state
+    for part in parts:
+        for key, value in part.items():
+            yield (f".{key}" if isinstance(key, str) else f".__getstate__()[{key!r}]"), value
+    for index, item in enumerate(items or ()):
+        yield f"[{index}]", item
+    for key, value in dict_items or ():
+        yield f"[{reprlib.repr(key)}]", value

@@ -1,0 +1,395 @@
+"""artflow_run end to end: real Metaflow runs in a sandbox, read back through the client."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pytest_artflow import FlowReferenceError, FlowRunFailed
+
+LINEAR = """
+    from metaflow import FlowSpec, Parameter, JSONType, step
+
+    class LinearFlow(FlowSpec):
+        alpha = Parameter("alpha", default=1)
+        config = Parameter("my-config", type=JSONType, default='{"a": 1}')
+
+        @step
+        def start(self):
+            self.x = self.alpha * 10
+            self.seen_config = self.config
+            self.next(self.end)
+
+        @step
+        def end(self):
+            import os, sys
+            print("to stdout")
+            print("to stderr", file=sys.stderr)
+            self.home = os.environ["HOME"]
+            self.cwd = os.getcwd()
+    """
+
+
+def test_parameters_keyword_and_params_mapping(artflow_run, flow_file):
+    path = flow_file(LINEAR)
+    run = artflow_run(path, alpha=4, params={"my-config": {"b": [1, 2]}})
+    assert run.successful
+    assert run["start"].data.x == 40
+    assert run["end"].data.seen_config == {"b": [1, 2]}
+    assert run["end"].data.alpha == 4
+    # `name` and Parameter values are artifacts, as the client shows them.
+    assert run["end"].task.artifacts["name"] == "LinearFlow"
+
+
+def test_stdout_and_stderr_per_task(artflow_run, flow_file):
+    run = artflow_run(flow_file(LINEAR))
+    assert run["end"].stdout == "to stdout\n"
+    assert run["end"].stderr == "to stderr\n"
+    assert run["start"].stdout == ""
+
+
+def test_processes_run_inside_the_sandbox(artflow_run, artflow_sandbox, flow_file):
+    run = artflow_run(flow_file(LINEAR))
+    assert run["end"].data.cwd == str(artflow_sandbox.root)
+    assert run["end"].data.home.startswith(str(artflow_sandbox.root))
+    assert (artflow_sandbox.root / ".metaflow" / "LinearFlow" / run.run_id).is_dir()
+
+
+def test_unknown_parameter_is_named(artflow_run, flow_file):
+    with pytest.raises(FlowReferenceError, match=r"no Parameter 'beta' \(its Parameters: alpha, my-config\)"):
+        artflow_run(flow_file(LINEAR), beta=1)
+
+
+def test_missing_required_parameter_gets_metaflows_message(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, Parameter, step
+
+        class NeedsFlow(FlowSpec):
+            alpha = Parameter("alpha", required=True)
+
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    with pytest.raises(FlowRunFailed, match="could not start") as info:
+        artflow_run(path)
+    assert "--alpha" in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_include_file_default_relative_to_the_flow_file(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, IncludeFile, step
+
+        class IncludeFlow(FlowSpec):
+            text = IncludeFile("text", default="data.txt")
+
+            @step
+            def start(self):
+                self.upper = self.text.upper()
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    (path.parent / "data.txt").write_text("hello")
+    run = artflow_run(path)
+    assert run["start"].data.upper == "HELLO"
+    assert run["end"].data.text == "hello"
+
+
+def test_nested_foreach_tasks_in_index_order(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, step
+
+        class NestedFlow(FlowSpec):
+            @step
+            def start(self):
+                self.outer = ["a", "b"]
+                self.next(self.mid, foreach="outer")
+
+            @step
+            def mid(self):
+                self.letter = self.input
+                self.inner = list(range(12))
+                self.next(self.leaf, foreach="inner")
+
+            @step
+            def leaf(self):
+                self.label = f"{self.letter}{self.input}"
+                self.next(self.join_inner)
+
+            @step
+            def join_inner(self, inputs):
+                self.labels = [i.label for i in inputs]
+                self.next(self.join_outer)
+
+            @step
+            def join_outer(self, inputs):
+                self.all = [i.labels for i in inputs]
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = artflow_run(path)
+    expected = [f"{letter}{i}" for letter in "ab" for i in range(12)]
+    # Task ids do not follow index order past 10 splits; the results do.
+    assert run.trace("label")["leaf"] == expected
+    assert [t.index for t in run["mid"].tasks] == [0, 1]
+    assert run["end"].data.all == [expected[:12], expected[12:]]
+
+
+def test_retry_keeps_every_attempt(artflow_run, flow_file, tmp_path):
+    path = flow_file(
+        """
+        import os
+        from metaflow import FlowSpec, retry, step
+
+        class RetryFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.flaky)
+
+            @retry(times=2, minutes_between_retries=0)
+            @step
+            def flaky(self):
+                from metaflow import current
+                self.attempt_seen = current.retry_count
+                print("attempt", current.retry_count)
+                if current.retry_count == 0:
+                    raise RuntimeError("first attempt fails")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = artflow_run(path)
+    task = run["flaky"].task
+    assert task.attempt == 1
+    assert task.data.attempt_seen == 1
+    assert [a.attempt for a in task.attempts] == [0, 1]
+    first = task.attempts[0]
+    assert not first.successful
+    assert first.stdout == "attempt 0\n"
+    assert "first attempt fails" in first.stderr
+
+
+def test_catch_records_the_exception_and_goes_on(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, catch, step
+
+        class CatchFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.risky)
+
+            @catch(var="problem", print_exception=False)
+            @step
+            def risky(self):
+                raise KeyError("missing")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                self.caught = type(self.problem).__name__
+        """
+    )
+    run = artflow_run(path)
+    assert run.successful
+    assert "missing" in str(run["risky"].data.problem)
+    assert run["end"].data.caught == "MetaflowExceptionWrapper"
+
+
+def test_switch_runs_only_the_chosen_branch(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, Parameter, step
+
+        class SwitchFlow(FlowSpec):
+            mode = Parameter("mode", default="fast")
+
+            @step
+            def start(self):
+                self.next({"fast": self.fast, "slow": self.slow}, condition="mode")
+
+            @step
+            def fast(self):
+                self.speed = "fast"
+                self.next(self.end)
+
+            @step
+            def slow(self):
+                self.speed = "slow"
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = artflow_run(path, mode="slow")
+    assert run.steps == ["start", "slow", "end"]
+    assert run["end"].data.speed == "slow"
+
+
+FAILING = """
+    from metaflow import FlowSpec, step
+
+    class FailingFlow(FlowSpec):
+        @step
+        def start(self):
+            self.ok = "made it"
+            self.next(self.middle)
+
+        @step
+        def middle(self):
+            print("about to fail")
+            raise ValueError("bad value %d" % 42)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+def test_failed_run_raises_with_step_exception_and_output(artflow_run, flow_file):
+    with pytest.raises(FlowRunFailed) as info:
+        artflow_run(flow_file(FAILING))
+    message = str(info.value)
+    assert "failed in step 'middle'" in message
+    assert "ValueError: bad value 42" in message
+    assert 'raise ValueError("bad value %d" % 42)' in message
+    assert "about to fail" in message
+    assert "metaflow/task.py" not in message
+    assert info.value.run is not None and info.value.run["start"].data.ok == "made it"
+
+
+def test_check_false_returns_the_failed_run(artflow_run, flow_file):
+    run = artflow_run(flow_file(FAILING), check=False)
+    assert not run.successful
+    assert run.steps == ["start", "middle"]
+    assert run["start"].data.ok == "made it"
+    assert run.failure.step == "middle"
+    assert run.failure.exception_type == "ValueError"
+    assert run.failure.message == "bad value 42"
+    assert run.failure.stdout == "about to fail\n"
+    assert "line" in run.failure.traceback
+    assert not run["middle"].task.successful
+
+
+def test_unknown_step_lists_the_real_ones(artflow_run):
+    from examples.art_flow import ArtFlow
+
+    run = artflow_run(ArtFlow)
+    with pytest.raises(KeyError, match="has no step 'nope'; the steps that ran: start, middle, end"):
+        run["nope"]
+
+
+def test_client_sees_the_sandbox_and_nothing_else(artflow_run):
+    from metaflow import Flow, Run, namespace
+
+    from examples.art_flow import ArtFlow
+
+    first = artflow_run(ArtFlow)
+    second = artflow_run(ArtFlow)
+    assert Flow("ArtFlow").latest_run.id == second.run_id
+    assert Run(first.pathspec).data.some_data == [1, 2, 4]
+    assert {r.id for r in Flow("ArtFlow")} == {first.run_id, second.run_id}
+    namespace("user:artflow")
+    assert Flow("ArtFlow").latest_run.id == second.run_id
+    assert second.client["middle"].task.data.some_data == [1, 2, 4]
+
+
+def test_a_step_using_the_client_sees_the_sandbox(artflow_run, flow_file):
+    producer = flow_file(
+        """
+        from metaflow import FlowSpec, step
+
+        class ProducerFlow(FlowSpec):
+            @step
+            def start(self):
+                self.model = {"weights": [0.5]}
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """,
+        name="producer.py",
+    )
+    consumer = flow_file(
+        """
+        from metaflow import Flow, FlowSpec, step
+
+        class ConsumerFlow(FlowSpec):
+            @step
+            def start(self):
+                run = Flow("ProducerFlow").latest_successful_run
+                self.used = (run.id, run.data.model)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """,
+        name="consumer.py",
+    )
+    produced = artflow_run(producer)
+    consumed = artflow_run(consumer)
+    assert consumed["start"].data.used == (produced.run_id, {"weights": [0.5]})
+
+
+def test_classes_defined_in_the_flow_file_load_in_the_test(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from dataclasses import dataclass
+        from metaflow import FlowSpec, step
+
+        @dataclass
+        class Point:
+            x: int
+            y: int
+
+        class PointFlow(FlowSpec):
+            @step
+            def start(self):
+                self.point = Point(1, 2)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                self.moved = Point(self.point.x + 1, self.point.y)
+        """
+    )
+    run = artflow_run(path)
+    assert run["end"].data.moved.x == 2
+    assert type(run["end"].data.moved).__name__ == "Point"
+
+
+def test_sandbox_environment_drops_the_callers_metaflow_settings(artflow_sandbox, monkeypatch):
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "s3")
+    monkeypatch.setenv("USERNAME", "root")
+    env = artflow_sandbox.environ()
+    assert env["METAFLOW_DEFAULT_DATASTORE"] == "local"
+    assert env["METAFLOW_USER"] == "artflow"
+    assert "USERNAME" not in env
+    assert env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(artflow_sandbox.root)
+    assert os.environ["METAFLOW_DEFAULT_DATASTORE"] == "s3"
