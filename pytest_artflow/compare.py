@@ -133,8 +133,8 @@ class _Walk:
         self._aliasing = aliasing
         self._active: set[tuple[int, int]] = set()
         self._equal: set[tuple[int, int]] = set()
-        # Objects made up during the walk (pickle states) are kept alive so
-        # that their ids, used as keys above, are never reused.
+        # Objects made up during the walk (pickle states, numpy field views)
+        # are kept alive so that their ids, used as keys above, are not reused.
         self._keep: list[Any] = []
         self._left_seen: dict[int, tuple[Any, str]] = {}
         self._right_seen: dict[int, tuple[Any, str]] = {}
@@ -173,6 +173,7 @@ class _Walk:
         self._active.discard(key)
         if not found:
             self._equal.add(key)
+            self._keep.append((left, right))  # a temporary (a numpy view) must keep its id
 
     def _sharing(self, left: Any, right: Any, path: str) -> Iterator[str]:
         if isinstance(left, _IDENTITY_FREE) or _is_numpy_scalar(left):

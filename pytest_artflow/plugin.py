@@ -7,6 +7,8 @@ first time a test asks for a run.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from . import explain, hookspecs, registry
+from . import collect, explain, hookspecs, registry, report
 from .engines import EngineSet
+from .engines.launch import RUN_LOCALLY_DEFAULT
 from .runner import ArtflowRunner, RunDefaults
 from .sandbox import Sandbox
+from .step import ArtflowStep
 
 KEEP_CHOICES = ("never", "failed", "always")
 engines_key = pytest.StashKey[EngineSet]()
@@ -34,8 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--artflow-engine",
         dest="artflow_engine",
         default=None,
-        help="how flow processes start: 'subprocess' (a new interpreter per task, as "
-        "Metaflow does) or any engine a plugin adds. Ini: artflow_engine.",
+        help="how flow processes start: 'fork' (the default where os.fork exists: forked "
+        "from a server that has imported Metaflow), 'subprocess' (a new interpreter per "
+        "task, as Metaflow does) or any engine a plugin adds. Ini: artflow_engine.",
     )
     group.addoption(
         "--artflow-timeout",
@@ -52,7 +57,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="keep the sandbox (datastore) of 'never', 'failed' (default) or 'always' "
         "tests, to inspect with Metaflow's client afterwards.",
     )
-    parser.addini("artflow_engine", "default engine for flow runs", default="subprocess")
+    group.addoption(
+        "--artflow",
+        action="store_true",
+        default=False,
+        help="collect flow files (Python files defining FlowSpec subclasses) as test items: "
+        "each flow runs end to end in its own sandbox. Ini: artflow_paths, artflow_params, "
+        "artflow_expect.",
+    )
+    parser.addini(
+        "artflow_paths",
+        "globs (relative to the rootdir) of flow files or directories that --artflow "
+        "collects when no paths are given, in addition to testpaths",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "artflow_params",
+        "Parameter values of --artflow runs, one a line: '<file.py::FlowClass> <name>=<value>' "
+        "(value: a Python literal, else text; the pattern may use * and omit ::FlowClass)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "artflow_expect",
+        "artifact values --artflow runs must end steps with, one a line: "
+        "'<file.py::FlowClass> <step>.<artifact>=<Python literal>'",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "artflow_run_locally",
+        "Metaflow decorators removed from flows so their steps run on this machine with "
+        "the installed packages; empty to keep them (opt out)",
+        type="linelist",
+        default=list(RUN_LOCALLY_DEFAULT),
+    )
+    parser.addini(
+        "artflow_engine",
+        "default engine for flow runs",
+        default="fork" if hasattr(os, "fork") else "subprocess",
+    )
     parser.addini("artflow_timeout", "default timeout of a flow run, in seconds", default="")
 
 
@@ -64,6 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[engines_key] = EngineSet(config.hook)
     registry.set_config(config)
+    if collect.enabled(config):
+        collect.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -77,14 +124,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_artflow_engines() -> dict[str, Any]:
     from .engines.subprocess import SubprocessEngine
 
-    return {"subprocess": SubprocessEngine}
+    engines: dict[str, Any] = {"subprocess": SubprocessEngine}
+    if hasattr(os, "fork"):
+        from .engines.fork import ForkEngine
+
+        engines["fork"] = ForkEngine
+    return engines
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return (
-        f"artflow: engine {_defaults(config).engine}, sandboxes kept: "
-        f"{config.option.artflow_keep}, under {config._tmp_path_factory.getbasetemp()}"  # type: ignore[attr-defined]
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return report.header_lines(
+        engine=_defaults(config).engine,
+        keep=config.option.artflow_keep,
+        basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
+        run_locally=config.getini("artflow_run_locally"),
     )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    return collect.collect_file(file_path, parent)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    return collect.make_module(module_path, parent)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report.terminal_summary(terminalreporter, verbose=config.get_verbosity() > 0)
 
 
 def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
@@ -105,12 +172,13 @@ def _defaults(config: pytest.Config, node: pytest.Item | None = None) -> RunDefa
     defaults = RunDefaults(
         engine=config.option.artflow_engine or config.getini("artflow_engine"),
         timeout=timeout,
+        env=collect.run_locally_env(config),
     )
     marker = node.get_closest_marker("artflow") if node is not None else None
     if marker is not None:
         defaults.engine = marker.kwargs.get("engine", defaults.engine)
         defaults.timeout = marker.kwargs.get("timeout", defaults.timeout)
-        defaults.env = dict(marker.kwargs.get("env") or {})
+        defaults.env.update(marker.kwargs.get("env") or {})
     return defaults
 
 
@@ -119,7 +187,10 @@ def artflow_sandbox(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sandbox]:
     """The test's isolated Metaflow datastore; Metaflow's client sees only it."""
-    sandbox = Sandbox(tmp_path_factory.mktemp("artflow-" + request.node.name[:40], numbered=True))
+    # Only word characters, as pytest's tmp_path does: Metaflow's local metadata
+    # globs its paths, so a parametrized test's "[...]" would hide its runs.
+    name = re.sub(r"\W", "_", request.node.name)[:40]
+    sandbox = Sandbox(tmp_path_factory.mktemp("artflow-" + name, numbered=True))
     try:
         with sandbox.client_scope():
             yield sandbox
@@ -143,3 +214,10 @@ def artflow_run(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Art
         defaults=_defaults(config, request.node),
         search_dirs=[Path(request.path).parent, config.rootpath, config.invocation_params.dir],
     )
+
+
+@pytest.fixture
+def artflow_step(artflow_run: ArtflowRunner) -> ArtflowStep:
+    """Run one step of a flow with made-up inputs, or re-run a step of an earlier
+    run with some artifacts overridden: ``artflow_step(MyFlow, "train", inputs={...})``."""
+    return ArtflowStep(artflow_run)

@@ -91,6 +91,8 @@ class TaskResult:
     changed: frozenset[str] | None = None
     #: Set by single-step runs: the steps the transition (``self.next``) chose.
     next_steps: list[str] | None = None
+    #: Set by single-step runs of a foreach split: how many tasks the split starts.
+    foreach_splits: int | None = None
     #: Metaflow's record of the exception that failed the task, if any.
     exception: Any = field(default=None, repr=False)
     #: (foreach indices, task id): the order of tasks within a step.
@@ -178,6 +180,8 @@ class FlowRun:
     output: str = ""
     duration: float = 0.0
     sandbox: Sandbox | None = field(default=None, repr=False)
+    #: The flow that ran (``artflow_step`` re-runs its steps).
+    flow: FlowRef | None = field(default=None, repr=False)
 
     @property
     def pathspec(self) -> str:
@@ -280,6 +284,7 @@ def read_run(
         output=output,
         duration=duration,
         sandbox=sandbox,
+        flow=flow,
     )
     for task in result.tasks:
         for attempt in task.attempts:
@@ -314,7 +319,8 @@ def _read_attempt(task: Task) -> TaskResult:
         index=task.index,
         attempt=task.current_attempt,
         exception=task["_exception"].data if "_exception" in task else None,
-        order=(tuple(f.index for f in stack or ()), int(task.id)),
+        # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
+        order=(tuple(f.index for f in stack or ()), int(task.id) if task.id.isdigit() else 0),
     )
     return result
 

@@ -184,4 +184,9 @@ def describe_failure(run: FlowRun) -> str:
         parts.append(f"stdout of {failure.step}:\n" + _tail(failure.stdout))
     if failure.stderr.strip() and not failure.traceback:
         parts.append(f"stderr of {failure.step}:\n" + _tail(failure.stderr))
+    if not failure.exception_type and failure.task:
+        # No exception recorded (killed, os._exit, crash): what the runtime saw.
+        task_path = failure.task.split("/", 1)[-1]
+        seen = [line for line in run.output.splitlines() if f"[{task_path} " in line]
+        parts.append("Metaflow's log of the task:\n" + _tail("\n".join(seen) or run.output))
     return "\n".join(parts)

@@ -1,0 +1,821 @@
+"""The fork server behind the ``fork`` engine, and every process it starts.
+
+One run, as a process tree (P is the pytest process)::
+
+    P ── S   fork server: a fresh interpreter, started once per session and
+         │   environment; it imports Metaflow and then only waits for jobs.
+         └── R   run zygote (a fork of S, one per run, a session of its own): it
+             │   takes the run's environment and sandbox, loads the flow file as
+             │   ``__main__`` and then runs no Metaflow code itself.
+             ├── M   the run process (a fork of R): Metaflow's own CLI and
+             │       runtime, whose task launcher asks R for each task process.
+             └── T   one per task attempt (a fork of R): what
+                     ``python -m pytest_artflow.engines.launch FLOW CLASS step ...``
+                     does, minus the interpreter start and the imports.
+
+Tasks fork from R, not from M: by the time M's runtime launches a task, M has
+been through Metaflow's CLI (flow and step decorators initialised, ``current``
+and the system context set, ``--with`` decorators attached to the class); a
+task forked from it would inherit that, a fresh task process does not. R is
+exactly the state every fresh task process reaches before Metaflow's CLI
+starts, so tasks forked from it start like fresh ones, only sooner.
+
+Metaflow reads its configuration at import, and several modules copy values
+(``from metaflow.metaflow_config import DATASTORE_SYSROOT_LOCAL``; even class
+attributes such as ``LocalStorage.SYSROOT_VAR``). S is started with the run's
+environment except that every per-sandbox value (see ``PER_RUN_VALUES``) is a
+unique, nonexistent path; after its imports it finds every string that holds
+one of these markers (``Bindings.find``), and each R rewrites exactly those
+with its own sandbox's values. Whatever S cannot account for makes R refuse
+the run, and the engine then runs it as fresh interpreters instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import io
+import json
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+#: Start of every marker value: a path below a device file, so that nothing,
+#: not even root, can create it should a marker ever be left in place.
+SENTINEL_PREFIX = "/dev/null/pytest-artflow-forkserver-"
+#: Environment values that differ from one sandbox to the next; S imports
+#: Metaflow with markers in their place and each run substitutes its own.
+PER_RUN_VALUES = (
+    "HOME",
+    "TMPDIR",
+    "METAFLOW_HOME",
+    "METAFLOW_USER",
+    "METAFLOW_DATASTORE_SYSROOT_LOCAL",
+    "METAFLOW_DATASTORE_SYSROOT_SPIN",
+    "METAFLOW_CARD_LOCALROOT",
+    "METAFLOW_CLIENT_CACHE_PATH",
+)
+#: Variables read while S starts and imports (the interpreter, the C library,
+#: Metaflow's configuration, coverage): runs that differ in one of them need a
+#: server of their own. Every other variable is only read after R has taken
+#: the run's environment, so runs share a server across them.
+IMPORT_TIME_PREFIXES = ("METAFLOW_", "PYTHON", "LC_", "LD_", "COVERAGE_")
+IMPORT_TIME_NAMES = frozenset(
+    {"LANG", "LANGUAGE", "TZ", "DISABLE_TRACING", "TEST_S3_RETRY", "CONDA_OVERRIDE_GLIBC"}
+)
+#: Applied to ``sys.path`` by R, like the interpreter does at start-up.
+PER_RUN_PATH = "PYTHONPATH"
+#: Variables Metaflow's runtime adds to every task's environment; any other
+#: difference from the run's environment makes the task a fresh interpreter.
+TASK_ENV_KEYS = frozenset({"METAFLOW_RUN_ID", "PYTHONUNBUFFERED"})
+#: What S imports before it serves: what every run and task needs...
+PRELOAD = (
+    "metaflow",
+    "metaflow.runtime",
+    "metaflow.task",
+    "metaflow.lint",
+    "metaflow.pylint_wrapper",
+    "metaflow.cli_components.utils",
+    "metaflow.plugins.cards.card_decorator",
+    "pytest_artflow.engines.launch",
+)
+#: ...except Metaflow's CLI: it adds the flow's options (Parameters, flow
+#: decorator options) when it is imported, so each process imports it for
+#: its flow, as a fresh one does.
+FLOW_DEPENDENT = (
+    "metaflow.cli",
+    "metaflow.cli_components.run_cmds",
+    "metaflow.cli_components.init_cmd",
+    "metaflow.cli_components.step_cmd",
+)
+
+_HEADER = struct.Struct("!Q")
+
+
+# -- messages: pickled dicts on a stream socket, file descriptors alongside --
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
+    """Send one message; ``fds`` travel with it (SCM_RIGHTS)."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    header = _HEADER.pack(len(payload))
+    fds = list(fds)
+    if fds:
+        sent = socket.send_fds(sock, [header], fds)
+        if sent != len(header):  # pragma: no cover - 8 bytes on a local socket
+            sock.sendall(header[sent:])
+    else:
+        sock.sendall(header)
+    sock.sendall(payload)
+
+
+def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """The next message and its file descriptors; ``(None, [])`` at end of stream."""
+    header, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 8)
+    if not header:
+        return None, fds
+    header += _recv_exact(sock, _HEADER.size - len(header))
+    (size,) = _HEADER.unpack(header)
+    return pickle.loads(_recv_exact(sock, size)), fds
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the peer closed the connection mid-message")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+# -- which environment a server is started with --
+
+
+def server_key(env: Mapping[str, str]) -> tuple[Any, ...]:
+    """Runs whose environments have the same key can share a server."""
+    fixed = sorted(
+        (k, v)
+        for k, v in env.items()
+        if (k.startswith(IMPORT_TIME_PREFIXES) or k in IMPORT_TIME_NAMES)
+        and k not in PER_RUN_VALUES
+        and k != PER_RUN_PATH
+    )
+    return (tuple(fixed), tuple(k for k in PER_RUN_VALUES if k in env))
+
+
+def server_environ(env: Mapping[str, str], token: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment a server is started with, and its markers by variable."""
+    markers = {k: f"{SENTINEL_PREFIX}{token}/{k}" for k in PER_RUN_VALUES if k in env}
+    return {**env, **markers}, markers
+
+
+# -- markers: where the imports kept per-sandbox values, and how to rewrite them --
+
+
+class Bindings:
+    """Every place in S's memory that holds a string with a marker in it."""
+
+    def __init__(self) -> None:
+        #: (kind, owner, key, original): kind "attr" (module/class attribute),
+        #: "item" (dict key or list index).
+        self.slots: list[tuple[str, Any, Any, Any]] = []
+        #: Holders that cannot be rewritten in place (described for the log).
+        self.unpatchable: list[str] = []
+
+    @classmethod
+    def find(cls, prefix: str) -> Bindings:
+        found = cls()
+        gc.collect()
+        holders = [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, (dict, list, tuple))
+            and any(isinstance(r, str) and prefix in r for r in gc.get_referents(obj))
+        ]
+        # Tuples are immutable: what holds them is rewritten (with new tuples).
+        marked = {id(t): t for t in holders if isinstance(t, tuple)}
+        pending = list(marked.values())
+        containers = [h for h in holders if not isinstance(h, tuple)]
+        while pending:
+            for ref in gc.get_referrers(pending.pop()):
+                if isinstance(ref, tuple) and id(ref) not in marked:
+                    marked[id(ref)] = ref
+                    pending.append(ref)
+                elif isinstance(ref, (dict, list)) and all(ref is not c for c in containers):
+                    containers.append(ref)
+
+        def is_marked(value: object) -> bool:
+            return (isinstance(value, str) and prefix in value) or id(value) in marked
+
+        for container in containers:
+            if isinstance(container, list):
+                found.slots += [
+                    ("item", container, i, v) for i, v in enumerate(container) if is_marked(v)
+                ]
+                continue
+            owner = _dict_owner(container)
+            for key, value in container.items():
+                if is_marked(key):
+                    found.unpatchable.append(f"a dict key {key!r:.100}")
+                if is_marked(value):
+                    if owner is None:
+                        found.slots.append(("item", container, key, value))
+                    else:
+                        found.slots.append(("attr", owner, key, value))
+        # A marked tuple that nothing rewritable holds (a function's defaults...).
+        held = {id(v) for _, _, _, v in found.slots}
+        for tup in marked.values():
+            if id(tup) not in held and not any(
+                id(r) in marked for r in gc.get_referrers(tup) if isinstance(r, tuple)
+            ):
+                found.unpatchable.append(f"a tuple {tup!r:.100}")
+        return found
+
+    def apply(self, substitute: Callable[[str], str]) -> None:
+        for kind, owner, key, original in self.slots:
+            value = _rewrite(original, substitute)
+            if kind == "attr":
+                setattr(owner, key, value)
+            else:
+                owner[key] = value
+
+
+def _rewrite(value: Any, substitute: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return substitute(value)
+    if not isinstance(value, tuple):
+        return value
+    items = [_rewrite(v, substitute) for v in value]
+    return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+
+
+def _dict_owner(mapping: dict[str, Any]) -> Any:
+    """The module or class whose namespace ``mapping`` is (set through ``setattr``,
+    so type attribute caches stay right), else ``None``."""
+    for ref in gc.get_referrers(mapping):
+        if isinstance(ref, types.ModuleType) and ref.__dict__ is mapping:
+            return ref
+        if isinstance(ref, type) and gc.get_referents(ref.__dict__) == [mapping]:
+            return ref
+    return None
+
+
+# -- running like an interpreter runs a program --
+
+
+def run_as_program(main: Callable[[], object]) -> int:
+    """Run ``main`` and end the way the interpreter ends a program: the exit
+    status of ``SystemExit``, a traceback and 1 for anything else, then
+    non-daemon threads joined, ``atexit`` handlers run, streams flushed."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    except BaseException as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        code = 1
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    finally:
+        _flush_std_streams()
+    return code
+
+
+def _exit_status(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _std_streams(unbuffered: bool) -> None:
+    """New ``sys.stdin/stdout/stderr`` on fds 0-2, made the way the interpreter
+    makes them at start-up (unbuffered writes under ``PYTHONUNBUFFERED``, as
+    Metaflow's runtime asks of its tasks)."""
+    made = []
+    for fd, mode, old in ((0, "r", sys.stdin), (1, "w", sys.stdout), (2, "w", sys.stderr)):
+        buffering = 0 if unbuffered and mode == "w" else -1
+        buffer = open(fd, mode + "b", buffering, closefd=False)  # noqa: SIM115
+        raw = buffer if buffering == 0 else buffer.raw
+        stream = io.TextIOWrapper(
+            buffer,  # type: ignore[arg-type]
+            encoding=getattr(old, "encoding", None),
+            errors=getattr(old, "errors", None),
+            newline="\n",
+            line_buffering=not unbuffered and raw.isatty(),
+            write_through=unbuffered,
+        )
+        stream.mode = mode  # type: ignore[misc]
+        made.append(stream)
+    sys.stdin, sys.stdout, sys.stderr = made
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = made  # type: ignore[misc]
+
+
+def _reseed() -> None:
+    """A fresh process seeds numpy's global generator from the OS at import;
+    forks of one process would otherwise all draw the same numbers.
+    (``random`` reseeds itself after a fork.)"""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
+def _default_signals() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+class _Wakeup:
+    """A pipe that becomes readable when a child exits (SIGCHLD), for ``select``."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self.write_fd)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def _exit_like(code: int) -> None:
+    """Leave this fork with ``code``; a negative code is death by that signal."""
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+# -- S: the server --
+
+
+class Server:
+    """Forks one zygote per run; reports their exit; kills their groups."""
+
+    def __init__(self, ctl: socket.socket, markers: dict[str, str]) -> None:
+        self.ctl = ctl
+        self.markers = markers
+        self.initial_env = dict(os.environ)
+        self.initial_path = list(sys.path)
+        self.runs: set[int] = set()
+
+    def prepare(self) -> dict[str, Any]:
+        import importlib
+
+        main_module = sys.modules["__main__"]
+        before = set(vars(main_module))
+        for name in PRELOAD:
+            importlib.import_module(name)
+        # Metaflow puts some classes on ``__main__`` as it is imported (so that
+        # pickles name them ``__main__.ForeachFrame``); in a fresh process that
+        # is the flow file, here it is this module.
+        self.main_additions = {
+            k: v for k, v in vars(main_module).items() if k not in before and k != "__builtins__"
+        }
+        imported = [name for name in FLOW_DEPENDENT if name in sys.modules]
+        if imported:
+            raise RuntimeError(f"preloading imported {imported}, which must load per flow")
+        from metaflow import metaflow_config_funcs
+
+        self.config_files = (
+            metaflow_config_funcs.METAFLOW_CONFIG,
+            metaflow_config_funcs.METAFLOW_LOCAL_CONFIG,
+        )
+        self.bindings = Bindings.find(SENTINEL_PREFIX) if self.markers else Bindings()
+        # What the imports changed in the environment (none, usually): a fresh
+        # process of the run would make the same changes.
+        self.import_env = {k: v for k, v in os.environ.items() if self.initial_env.get(k) != v}
+        return {
+            "op": "ready",
+            "pid": os.getpid(),
+            "unpatchable": self.bindings.unpatchable,
+            "threads": threading.active_count(),
+        }
+
+    def serve(self) -> None:
+        self.wakeup = _Wakeup()
+        try:
+            while True:
+                readable, _, _ = select.select([self.ctl, self.wakeup.read_fd], [], [])
+                if self.wakeup.read_fd in readable:
+                    self.wakeup.drain()
+                    self.reap()
+                if self.ctl in readable:
+                    message, fds = recv(self.ctl)
+                    if message is None or message["op"] == "stop":
+                        break
+                    if message["op"] == "run":
+                        self.start(message["job"], fds)
+                    elif message["op"] == "kill":
+                        self.kill(message["pid"])
+        finally:
+            for pid in list(self.runs):
+                self.kill(pid)
+            while self.runs:
+                pid, _ = os.wait()
+                self.runs.discard(pid)
+
+    def start(self, job: dict[str, Any], fds: list[int]) -> None:
+        _flush_std_streams()
+        pid = os.fork()
+        if pid == 0:  # R
+            code = 1
+            try:
+                self.ctl.close()
+                self.wakeup.close()
+                code = Zygote(self, job, *fds).run()
+            except BaseException as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+            finally:
+                _flush_std_streams()
+                _exit_like(code)
+        for fd in fds:
+            os.close(fd)
+        self.runs.add(pid)
+        send(self.ctl, {"op": "started", "pid": pid})
+
+    def kill(self, pid: int) -> None:
+        # Only runs not yet reaped: their process group id cannot have been reused.
+        if pid in self.runs:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                # Look without reaping, so the group id stays ours while we kill
+                # what the run left behind (a daemon a task started).
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == 0:
+                return
+            self.kill(info.si_pid)
+            _, status = os.waitpid(info.si_pid, 0)
+            self.runs.discard(info.si_pid)
+            send(
+                self.ctl,
+                {"op": "exited", "pid": info.si_pid, "code": os.waitstatus_to_exitcode(status)},
+            )
+
+
+# -- R: the run zygote --
+
+
+class Zygote:
+    """One run: its sandbox applied, its flow loaded; forks M and every task."""
+
+    def __init__(self, server: Server, job: dict[str, Any], out_fd: int, status_fd: int) -> None:
+        self.server = server
+        self.job = job
+        self.path = job["flow_file"]
+        self.class_name = job["class_name"]
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(devnull)
+        os.close(out_fd)
+        self.status_fd = status_fd
+
+    def run(self) -> int:
+        refusal = self.enter()
+        os.write(self.status_fd, json.dumps({"refused": refusal}).encode())
+        os.close(self.status_fd)
+        if refusal:
+            return 0
+        from pytest_artflow.engines import launch
+
+        sys.argv = [self.path, *self.job["args"]]
+        loaded: list[type] = []
+        code = run_as_program(lambda: loaded.append(self.load_flow()))
+        if code:
+            return code
+        self.flow_class = loaded[0]
+        gc.freeze()
+        self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
+        self.wakeup = _Wakeup()
+        to_main, self.sock = socket.socketpair()
+        _flush_std_streams()
+        self.main_pid = os.fork()
+        if self.main_pid == 0:  # M
+            code = 1
+            try:
+                self.sock.close()
+                self.wakeup.close()
+                _default_signals()
+                code = self.run_main(to_main)
+            finally:
+                _exit_like(code)
+        to_main.close()
+        return self.serve()
+
+    def enter(self) -> str | None:
+        """Become the run's process: its directory, environment, sandbox.
+        A reason if Metaflow would not be configured as a fresh process is."""
+        server, env = self.server, dict(self.job["env"])
+        if server.bindings.unpatchable:
+            return "the server cannot rewrite: " + "; ".join(server.bindings.unpatchable[:3])
+        values = {k: env.get(k, "") for k in server.markers}
+        if not all(values.values()):
+            return "empty sandbox settings: " + ", ".join(k for k, v in values.items() if not v)
+        os.chdir(self.job["cwd"])
+        os.environ.clear()
+        os.environ.update(env)
+        from metaflow import metaflow_config_funcs as funcs
+
+        try:
+            files = (funcs.init_config(), funcs.init_local_config())
+        except Exception as exc:
+            return f"Metaflow's configuration does not load here: {exc}"
+        if files != server.config_files:
+            return "a Metaflow configuration file applies to this run"
+
+        pairs = sorted(
+            ((server.markers[k], v) for k, v in values.items()), key=lambda p: -len(p[0])
+        )
+
+        def substitute(text: str) -> str:
+            for marker, value in pairs:
+                text = text.replace(marker, value)
+            return text
+
+        os.environ.update({k: substitute(v) for k, v in server.import_env.items()})
+        server.bindings.apply(substitute)
+        sys.path[:] = _job_sys_path(server, env.get("PYTHONPATH", ""), self.job["cwd"])
+        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+        return None
+
+    def load_flow(self) -> type:
+        """The flow file as ``__main__``, as ``launch.main`` loads it."""
+        from pytest_artflow.engines import launch
+
+        module = launch.load_as_main(self.path)
+        for name, value in self.server.main_additions.items():
+            module.__dict__.setdefault(name, value)
+        return getattr(module, self.class_name)
+
+    def run_main(self, sock: socket.socket) -> int:
+        """M: Metaflow's CLI, with its runtime's task launcher swapped."""
+        import subprocess
+
+        from metaflow import runtime
+
+        from pytest_artflow.engines import launch
+
+        launcher = TaskLauncher(sock, self.entrypoint)
+        proxy = types.ModuleType("subprocess", subprocess.__doc__)
+        proxy.__dict__.update(vars(subprocess))
+        proxy.Popen = launcher.popen  # type: ignore[attr-defined]
+        runtime.subprocess = proxy  # type: ignore[attr-defined]
+        _reseed()
+        return run_as_program(lambda: launch.run_cli(self.flow_class, self.path, self.class_name))
+
+    def serve(self) -> int:
+        """Fork tasks for M until it ends; then end with its exit status."""
+        live: set[int] = set()
+        main_code: int | None = None
+        sources: list[Any] = [self.sock, self.wakeup.read_fd]
+        while main_code is None:
+            readable, _, _ = select.select(sources, [], [])
+            if self.sock in readable:
+                message, fds = recv(self.sock)
+                if message is None:
+                    sources.remove(self.sock)
+                elif message["op"] == "fork":
+                    self.fork_task(message, fds, live)
+                elif message["op"] == "signal" and message["pid"] in live:
+                    os.kill(message["pid"], message["signal"])
+            if self.wakeup.read_fd in readable:
+                self.wakeup.drain()
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    code = os.waitstatus_to_exitcode(status)
+                    if pid == self.main_pid:
+                        main_code = code
+                    elif pid in live:
+                        live.discard(pid)
+                        with contextlib.suppress(OSError):
+                            send(self.sock, {"op": "exited", "pid": pid, "code": code})
+        # M is gone; tasks it did not wait for have no one to report to.
+        for pid in live:
+            os.kill(pid, signal.SIGKILL)
+        for pid in live:
+            os.waitpid(pid, 0)
+        return main_code
+
+    def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
+        _flush_std_streams()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            send(self.sock, {"op": "error", "message": f"fork failed: {exc}"})
+            return
+        if pid == 0:  # T
+            code = 1
+            try:
+                self.sock.close()
+                self.wakeup.close()
+                _default_signals()
+                code = self.run_task(message["args"], message["env"], fds)
+            finally:
+                _exit_like(code)
+        for fd in fds:
+            os.close(fd)
+        live.add(pid)
+        send(self.sock, {"op": "forked", "pid": pid})
+
+    def run_task(self, args: list[str], env: dict[str, str], fds: list[int]) -> int:
+        """T: exactly what the task's command line would do in a new interpreter."""
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.environ.clear()
+        os.environ.update(env)
+        _std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
+        _reseed()
+        from pytest_artflow.engines import launch
+
+        def main() -> None:
+            # launch.main, with Metaflow's additions to __main__ (see load_flow).
+            sys.argv = [self.path, *args]
+            launch.run_cli(self.load_flow(), self.path, self.class_name)
+
+        return run_as_program(main)
+
+
+def _job_sys_path(server: Server, pythonpath: str, cwd: str) -> list[str]:
+    """``sys.path`` as ``python -m`` would set it up with this ``PYTHONPATH``."""
+    old = [p for p in server.initial_env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    tail = [p for p in server.initial_path[1:] if p not in old]
+    new = [os.path.abspath(p) for p in pythonpath.split(os.pathsep) if p]
+    return list(dict.fromkeys([cwd, *new, *tail]))
+
+
+# -- M: what the runtime sees of a forked task --
+
+
+class TaskLauncher:
+    """M's side of R: ``popen`` stands in for ``subprocess.Popen`` in Metaflow's
+    runtime and forks the tasks it can, starting anything else as Popen would."""
+
+    def __init__(self, sock: socket.socket, entrypoint: list[str]) -> None:
+        self.sock = sock
+        self.entrypoint = entrypoint
+        self.exited: dict[int, int] = {}
+
+    def popen(self, args: Any, **kwargs: Any) -> Any:
+        import subprocess
+
+        if self.can_fork(args, kwargs):
+            return ForkedTask(self, list(args), kwargs["env"], kwargs.get("bufsize", -1))
+        return subprocess.Popen(args, **kwargs)
+
+    def can_fork(self, args: Any, kwargs: dict[str, Any]) -> bool:
+        import subprocess
+
+        if not isinstance(args, (list, tuple)) or list(args[: len(self.entrypoint)]) != (
+            self.entrypoint
+        ):
+            return False
+        if set(kwargs) - {"env", "bufsize", "stdin", "stdout", "stderr"}:
+            return False
+        if any(kwargs.get(s) != subprocess.PIPE for s in ("stdin", "stdout", "stderr")):
+            return False
+        env = kwargs.get("env")
+        if env is None:
+            return False
+        # The runtime passes its own environment plus a few keys; anything else
+        # (``@environment``, tracing) may be read at import: a new interpreter.
+        here = os.environ
+        changed = {k for k in env.keys() | here.keys() if env.get(k) != here.get(k)}
+        return changed <= TASK_ENV_KEYS
+
+    def fork(self, args: list[str], env: dict[str, str], fds: list[int]) -> int:
+        send(self.sock, {"op": "fork", "args": args, "env": env}, fds)
+        while True:
+            message = self._receive()
+            if message["op"] == "forked":
+                return message["pid"]
+            if message["op"] == "error":
+                raise OSError(message["message"])
+
+    def status(self, pid: int, timeout: float | None) -> int | None:
+        """The exit status of ``pid``; ``None`` if it is still running after ``timeout``."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self.exited:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.sock], [], [], wait)[0]:
+                return None
+            self._receive()
+        return self.exited[pid]
+
+    def signal(self, pid: int, signum: int) -> None:
+        send(self.sock, {"op": "signal", "pid": pid, "signal": signum})
+
+    def _receive(self) -> dict[str, Any]:
+        message, _ = recv(self.sock)
+        if message is None:
+            raise RuntimeError("pytest-artflow: the run's zygote process is gone")
+        if message["op"] == "exited":
+            self.exited[message["pid"]] = message["code"]
+        return message
+
+
+class ForkedTask:
+    """The part of ``subprocess.Popen`` Metaflow's runtime uses (``pid``, the
+    three pipes, ``poll``, ``wait``, ``kill``), for a task forked by R."""
+
+    def __init__(self, launcher: TaskLauncher, args: list[str], env: dict[str, str], bufsize: int):
+        self.args = args
+        self.returncode: int | None = None
+        self._launcher = launcher
+        child_in, parent_in = os.pipe()
+        parent_out, child_out = os.pipe()
+        parent_err, child_err = os.pipe()
+        try:
+            self.pid = launcher.fork(
+                args[len(launcher.entrypoint) :], env, [child_in, child_out, child_err]
+            )
+        except BaseException:
+            for fd in (parent_in, parent_out, parent_err):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (child_in, child_out, child_err):
+                os.close(fd)
+        # The same file objects Popen makes for stdin/stdout/stderr=PIPE.
+        self.stdin = open(parent_in, "wb", bufsize)  # noqa: SIM115
+        self.stdout = open(parent_out, "rb", bufsize)  # noqa: SIM115
+        self.stderr = open(parent_err, "rb", bufsize)  # noqa: SIM115
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._launcher.status(self.pid, 0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self._launcher.status(self.pid, timeout)
+            if self.returncode is None:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            self._launcher.signal(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+# -- entry point of S --
+
+
+def main(argv: list[str]) -> None:
+    ctl = socket.socket(fileno=int(argv[0]))
+    markers = {k: os.environ[k] for k in json.loads(argv[1])}
+    server = Server(ctl, markers)
+    try:
+        ready = server.prepare()
+    except BaseException as exc:
+        import traceback
+
+        send(ctl, {"op": "failed", "error": "".join(traceback.format_exception(exc))})
+        raise SystemExit(1) from None
+    # What the imports made stays out of the collector's way: children that
+    # never touch an object never copy its page (copy-on-write).
+    gc.freeze()
+    send(ctl, ready)
+    server.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

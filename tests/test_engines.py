@@ -1,0 +1,475 @@
+"""The ``fork`` engine against the reference ``subprocess`` engine.
+
+Every flow of the corpus in ``tests/flows`` runs under both engines, in the
+same sandbox, and what Metaflow recorded must be the same: the steps, the
+tasks and every attempt of each, their artifacts, stdout and stderr, their
+success flags and the runtime's log, once run ids, task ids, pids, timestamps
+and the sandbox path are written the same way. Then timeouts, Ctrl-C, what a
+run leaves in the pytest process and in other sandboxes, and coverage.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_artflow import FlowRunFailed
+from pytest_artflow.compare import artifacts_equal, explain
+from pytest_artflow.engines import forkserver
+from pytest_artflow.result import FlowRun, TaskResult
+
+FLOWS = Path(__file__).parent / "flows"
+ENGINES = ("subprocess", "fork")
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork engine needs os.fork")
+
+#: corpus file -> Parameter values of the run.
+CORPUS: dict[str, dict[str, Any]] = {
+    "linear_flow.py": {},
+    "branch_flow.py": {},
+    "foreach_flow.py": {"width": 3},
+    "nested_foreach_flow.py": {},
+    "switch_flow.py": {"mode": "slow"},
+    "retry_flow.py": {},
+    "catch_flow.py": {},
+    "parameters_flow.py": {"count": 4, "verbose": True, "my-settings": {"depth": 5}},
+    "include_file_flow.py": {},
+    "card_flow.py": {},
+    "output_flow.py": {},
+    "failing_flow.py": {},
+    "config_flow.py": {},
+    "environment_flow.py": {},
+}
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+_PID = re.compile(r"\(pid \d+\)")
+
+
+class Normalizer:
+    """Writes what legitimately differs between two runs of one flow the same way."""
+
+    def __init__(self, run: FlowRun, root: Path) -> None:
+        self.replacements = [(str(root), "<sandbox>"), (run.run_id, "<run>")]
+        for task in run.tasks:
+            step_path = task.pathspec.rsplit("/", 1)[0]
+            self.replacements.append((f"{step_path}/{task.id}", f"{step_path}/<task>"))
+            self.replacements.append((f"/{task.step}/{task.id} ", f"/{task.step}/<task> "))
+
+    def text(self, text: str) -> str:
+        for old, new in self.replacements:
+            text = text.replace(old, new)
+        return text
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if type(value) in (list, tuple):
+            return type(value)(self.value(v) for v in value)
+        return value
+
+    def log(self, output: str) -> list[str]:
+        """The runtime's log as a sorted list of lines: parallel tasks interleave."""
+        lines = (_PID.sub("(pid <pid>)", _TIMESTAMP.sub("", line)) for line in output.splitlines())
+        return sorted(self.text(line) for line in lines if line.strip())
+
+
+def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
+    """Everything a run recorded that both engines must agree on."""
+    norm = Normalizer(run, root)
+
+    def attempt(task: TaskResult) -> dict[str, Any]:
+        return {
+            "attempt": task.attempt,
+            "successful": task.successful,
+            "finished": task.finished,
+            "stdout": norm.text(task.stdout),
+            "stderr": norm.text(task.stderr),
+            "artifacts": norm.value(task.artifacts),
+        }
+
+    failure = run.failure
+    return {
+        "successful": run.successful,
+        "steps": run.steps,
+        "tasks": {
+            step.name: [
+                {
+                    "index": t.index,
+                    "foreach": t.order[0],
+                    "attempts": [attempt(a) for a in t.attempts],
+                }
+                for t in step.tasks
+            ]
+            for step in run
+        },
+        "failure": None
+        if failure is None
+        else {
+            "step": failure.step,
+            "exception_type": failure.exception_type,
+            "message": norm.text(failure.message),
+            "traceback": norm.text(failure.traceback),
+        },
+        "log": norm.log(run.output),
+    }
+
+
+def assert_same(reference: dict[str, Any], candidate: dict[str, Any]) -> None:
+    if not artifacts_equal(reference, candidate):
+        pytest.fail("the engines disagree:\n" + "\n".join(explain(reference, candidate)))
+
+
+@pytest.mark.parametrize("flow", sorted(CORPUS))
+def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, flow):
+    runs = {
+        engine: artflow_run(FLOWS / flow, engine=engine, check=False, params=CORPUS[flow])
+        for engine in ENGINES
+    }
+    reference, candidate = (snapshot(runs[e], artflow_sandbox.root) for e in ENGINES)
+    assert_same(reference, candidate)
+    # The corpus does what its docstrings say (so the comparison is not vacuous).
+    expected_failure = flow == "failing_flow.py"
+    assert reference["successful"] is not expected_failure
+
+
+# -- timeouts and interrupts --
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """Running processes whose environment holds ``marker`` (Linux /proc)."""
+    found = []
+    for entry in glob.glob("/proc/[0-9]*/environ"):
+        pid = int(entry.split("/")[2])
+        try:
+            with open(entry, "rb") as f:
+                if marker.encode() in f.read() and _alive(pid):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for(condition: Any, what: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_timeout_kills_the_hanging_step_and_its_children(artflow_run, tmp_path, engine):
+    with pytest.raises(FlowRunFailed) as excinfo:
+        artflow_run(FLOWS / "hanging_flow.py", engine=engine, timeout=10, pid_dir=tmp_path)
+    message = str(excinfo.value)
+    assert "timed out after 10" in message
+    assert "step 'hang'" in message
+    run = excinfo.value.run
+    assert run is not None and run.failure is not None and run.failure.step == "hang"
+    pids = [int((tmp_path / f"hang-{who}.pid").read_text()) for who in ("step", "child")]
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ctrl_c_ends_the_run_and_leaves_no_process(pytester, monkeypatch, tmp_path, engine):
+    marker = f"ARTFLOW_TEST_{uuid.uuid4().hex}"
+    monkeypatch.setenv(marker, "1")
+    pytester.makepyfile(
+        test_hang=f"""
+        def test_hang(artflow_run):
+            artflow_run({str(FLOWS / "hanging_flow.py")!r}, engine={engine!r},
+                        pid_dir={str(tmp_path)!r})
+        """
+    )
+    proc = pytester.popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(lambda: (tmp_path / "hang-child.pid").exists(), "the step to start hanging")
+        assert _processes_with_env(marker)
+    finally:
+        # Ctrl-C, also when waiting failed: a killed pytest could not clean up.
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert b"KeyboardInterrupt" in output, output.decode(errors="replace")
+    pids = [int((tmp_path / f"hang-{who}.pid").read_text()) for who in ("step", "child")]
+    assert not [pid for pid in pids if _alive(pid)]
+    # Nothing the session started is left: server, zygote, runtime, tasks.
+    assert _processes_with_env(marker) == []
+
+
+# -- what a run leaves behind --
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(entry.split("/")[2]))
+    return found
+
+
+def _process_state() -> dict[str, Any]:
+    from metaflow import metaflow_config
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    return {
+        "modules": sorted(sys.modules),
+        "main": sys.modules["__main__"],
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "children": _children(),
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+        "path": list(sys.path),
+        "config": {k: v for k, v in vars(metaflow_config).items() if k.isupper()},
+        "sysroot": LocalStorage.datastore_root,
+    }
+
+
+def test_a_fork_run_leaves_the_pytest_process_as_it_was(artflow_run, request):
+    from pytest_artflow.plugin import engines_key
+
+    flow = FLOWS / "foreach_flow.py"
+    # What any run loads in this process (Metaflow's client, to read results).
+    artflow_run(flow, engine="subprocess")
+    before_first = _process_state()
+    artflow_run(flow, engine="fork")
+    after_first = _process_state()
+    new_modules = set(after_first["modules"]) - set(before_first["modules"])
+    assert not [m for m in new_modules if m.startswith(("metaflow", "__main__"))]
+    assert after_first["main"] is before_first["main"]
+    # The only child a fork run may add is the session's fork server.
+    servers = {s.pid for s in request.config.stash[engines_key].get("fork")._servers.values()}
+    assert after_first["children"] - before_first["children"] <= servers
+    assert servers <= after_first["children"]
+    # Later runs change nothing at all.
+    artflow_run(flow, engine="fork", width=2)
+    assert _process_state() == after_first
+
+
+def test_closing_the_engine_stops_its_server(artflow_run, request):
+    from pytest_artflow.engines.fork import ForkEngine
+
+    engine = ForkEngine()
+    before = _children()
+    try:
+        job = artflow_run.job(
+            artflow_run.configure(FLOWS / "linear_flow.py"), ["run", "--max-workers", "1"]
+        )
+        result = engine.run(job)
+        assert result.returncode == 0, result.output
+        assert result.extra["engine"] == "fork"
+        assert _children() - before
+    finally:
+        engine.close()
+    assert _children() == before
+
+
+def test_a_dead_server_is_replaced(artflow_run, request):
+    from pytest_artflow.plugin import engines_key
+
+    artflow_run(FLOWS / "linear_flow.py", engine="fork")
+    engine = request.config.stash[engines_key].get("fork")
+    (server,) = engine._servers.values()
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait()
+    run = artflow_run(FLOWS / "linear_flow.py", engine="fork")
+    assert run["end"].data.summary == "héllo ✓: 10"
+    (replacement,) = engine._servers.values()
+    assert replacement.pid != server.pid
+
+
+def test_two_sandboxes_in_one_session_stay_apart(pytester):
+    pytester.makepyfile(
+        test_two=f"""
+        import json, os
+        import pytest
+        from pytest_artflow.plugin import engines_key
+
+        SEEN = []
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_config(artflow_run, artflow_sandbox, request, n):
+            run = artflow_run({str(FLOWS / "config_flow.py")!r}, engine="fork")
+            root = str(artflow_sandbox.root)
+            values = run["start"].data.config
+            for key in ("DATASTORE_SYSROOT_LOCAL", "LocalStorage.SYSROOT_VAR",
+                        "DATATOOLS_LOCALROOT", "CARD_LOCALROOT", "CLIENT_CACHE_PATH",
+                        "card_datastore.CARD_LOCALROOT", "filecache.CLIENT_CACHE_PATH"):
+                assert values[key].startswith(root), (key, values[key], root)
+            assert run["start"].data.home.startswith(root)
+            assert run["start"].data.tempdir.startswith(root)
+            servers = request.config.stash[engines_key].get("fork")._servers
+            SEEN.append((root, run.run_id, [s.pid for s in servers.values()]))
+            if n == 2:
+                (root_a, run_a, servers_a), (root_b, run_b, servers_b) = SEEN
+                assert servers_a == servers_b and len(servers_a) == 1
+                assert root_a != root_b
+                # Each sandbox holds its own run and nothing of the other's.
+                for root, mine, other in ((root_a, run_a, run_b), (root_b, run_b, run_a)):
+                    runs = os.listdir(os.path.join(root, ".metaflow", "ConfigFlow"))
+                    assert mine in runs and other not in runs
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--artflow-keep=always")
+    result.assert_outcomes(passed=2)
+    assert glob.glob(forkserver.SENTINEL_PREFIX + "*") == []
+
+
+# -- what forked tasks must not share --
+
+
+RANDOM_FLOW = """
+    import random
+
+    import numpy
+    from metaflow import FlowSpec, step
+
+    class RandomFlow(FlowSpec):
+        @step
+        def start(self):
+            self.splits = list(range(4))
+            self.next(self.draw, foreach="splits")
+
+        @step
+        def draw(self):
+            self.draws = (random.random(), float(numpy.random.random()))
+            self.next(self.join)
+
+        @step
+        def join(self, inputs):
+            self.all_draws = [i.draws for i in inputs]
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forked_tasks_draw_their_own_random_numbers(artflow_run, flow_file, engine):
+    pytest.importorskip("numpy")
+    draws = artflow_run(flow_file(RANDOM_FLOW), engine=engine)["join"].data.all_draws
+    assert len({d[0] for d in draws}) == 4
+    assert len({d[1] for d in draws}) == 4
+
+
+# -- configuration the server could not have seen at import --
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_metaflow_settings_of_a_test_reach_the_tasks(artflow_run, engine):
+    run = artflow_run(
+        FLOWS / "config_flow.py", engine=engine, env={"METAFLOW_CLIENT_CACHE_MAX_SIZE": "55"}
+    )
+    assert run["start"].data.config["CLIENT_CACHE_MAX_SIZE"] == 55
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_metaflow_config_file_in_the_sandbox_is_honoured(artflow_run, artflow_sandbox, engine):
+    (artflow_sandbox.root / ".metaflow" / "config.json").write_text(
+        json.dumps({"METAFLOW_CLIENT_CACHE_MAX_SIZE": "77"})
+    )
+    run = artflow_run(FLOWS / "config_flow.py", engine=engine)
+    assert run["start"].data.config["CLIENT_CACHE_MAX_SIZE"] == 77
+
+
+# -- coverage --
+
+
+def test_coverage_measures_steps_run_by_the_fork_engine(pytester):
+    pytest.importorskip("coverage")
+    pytester.makepyfile(
+        helper="""
+        def called_in_a_step(x):
+            doubled = x * 2
+            return doubled
+
+
+        def never_called():
+            return 0
+        """,
+        cov_flow="""
+        from metaflow import FlowSpec, step
+
+        class CovFlow(FlowSpec):
+            @step
+            def start(self):
+                from helper import called_in_a_step
+
+                self.value = called_in_a_step(21)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """,
+        test_cov="""
+        def test_run(artflow_run):
+            assert artflow_run("cov_flow.py", engine="fork")["start"].data.value == 42
+        """,
+    )
+    pytester.makefile(
+        ".toml",
+        pyproject=textwrap.dedent(
+            """
+            [tool.coverage.run]
+            patch = ["subprocess", "fork"]
+            source = ["."]
+            """
+        ),
+    )
+    coverage = [sys.executable, "-m", "coverage"]
+    pytester.run(*coverage, "run", "-m", "pytest", "-p", "no:cacheprovider").assert_outcomes(
+        passed=1
+    )
+    assert pytester.run(*coverage, "combine").ret == 0
+    assert pytester.run(*coverage, "json", "-o", "cov.json").ret == 0
+    report = json.loads((pytester.path / "cov.json").read_text())
+    helper = next(v for k, v in report["files"].items() if k.endswith("helper.py"))
+    assert {2, 3} <= set(helper["executed_lines"])
+    assert 7 in helper["missing_lines"]

@@ -1,0 +1,253 @@
+"""What ``pytest --artflow`` reports: header, summary, per-step timings, JUnit
+properties, and kept sandboxes that Metaflow's client can open."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_artflow.report import FlowSummary, StepSummary
+
+PASSING = """
+from metaflow import FlowSpec, step
+
+
+class ArtFlow(FlowSpec):
+    @step
+    def start(self):
+        self.some_data = [1, 2, 3]
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        self.some_data[-1] = 4
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+FAILING = """
+from metaflow import FlowSpec, step
+
+
+class FailingFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = 41
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        raise KeyError("lost")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+# @catch: the task fails, Metaflow records it as unsuccessful, the run goes on.
+CAUGHT = """
+from metaflow import FlowSpec, catch, step
+
+
+class CaughtFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.fragile)
+
+    @catch(var="problem")
+    @step
+    def fragile(self):
+        raise RuntimeError("handled")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+SECONDS = r"\d+\.\d\d s"
+
+
+def sandboxes(basetemp: Path) -> list[str]:
+    return sorted(p.name for p in basetemp.glob("artflow-*") if p.is_dir() and not p.is_symlink())
+
+
+def test_header_names_the_engine_and_where_sandboxes_are_kept(pytester: pytest.Pytester) -> None:
+    basetemp = pytester.path / "bt"
+    result = pytester.runpytest(
+        "--artflow",
+        f"--basetemp={basetemp}",
+        "--artflow-keep=always",
+        "--artflow-engine=subprocess",
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"artflow: engine subprocess, sandboxes under {basetemp}, kept: always",
+            "artflow: run locally (decorators removed from flows): @batch @kubernetes "
+            "@resources @conda @pypi @conda_base @pypi_base",
+        ]
+    )
+    pytester.makeini("[pytest]\nartflow_run_locally =\nartflow_engine = other\n")
+    result = pytester.runpytest("--artflow")
+    result.stdout.fnmatch_lines(["artflow: engine other, sandboxes under *, kept: failed"])
+    result.stdout.no_fnmatch_line("artflow: run locally*")
+
+
+def test_summary_has_a_line_per_flow_and_junit_has_per_step_properties(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(art_flow=PASSING, failing_flow=FAILING, caught_flow=CAUGHT)
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess("--artflow", "--artflow-keep=never", f"--junitxml={xml}")
+    result.assert_outcomes(passed=2, failed=1)
+    lines = result.outlines
+    summary = lines[lines.index(next(x for x in lines if "artflow summary" in x)) + 1 :]
+    assert re.fullmatch(
+        rf"PASSED art_flow.py::ArtFlow: 3 steps \(start, middle, end\), 3 tasks, {SECONDS}",
+        summary[0],
+    )
+    assert re.fullmatch(
+        rf"PASSED caught_flow.py::CaughtFlow: 3 steps \(start, fragile, end\), 3 tasks, {SECONDS}",
+        summary[1],
+    )
+    assert re.fullmatch(
+        rf"FAILED failing_flow.py::FailingFlow: 2 of 3 steps \(start, middle\), 2 tasks, "
+        rf"{SECONDS}, failed in step 'middle'",
+        summary[2],
+    )
+    # Per-step timings are for -v.
+    assert summary[3].startswith("=")
+
+    cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
+    failed = {p.get("name"): p.get("value") for p in cases["FailingFlow"].iter("property")}
+    assert failed["artflow_failed_step"] == "middle"
+    assert failed["artflow_steps"] == "start middle"
+    assert failed["artflow_tasks"] == "2"
+    assert re.fullmatch(r"passed, 1 task, \d+\.\d{3} s", failed["artflow_step:start"])
+    assert re.fullmatch(r"failed, 1 task, \d+\.\d{3} s", failed["artflow_step:middle"])
+    passed = {p.get("name"): p.get("value") for p in cases["ArtFlow"].iter("property")}
+    assert "artflow_failed_step" not in passed
+    assert passed["artflow_steps"] == "start middle end"
+    caught = {p.get("name"): p.get("value") for p in cases["CaughtFlow"].iter("property")}
+    assert "artflow_failed_step" not in caught
+    assert caught["artflow_step:fragile"].startswith("caught, 1 task, ")
+    assert cases["FailingFlow"].find("failure") is not None
+
+
+def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(art_flow=PASSING)
+    result = pytester.runpytest_subprocess("--artflow", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines(
+        [
+            r"PASSED art_flow.py::ArtFlow: 3 steps .*",
+            rf"    start \s+1 task \s+{SECONDS}$",
+            rf"    middle\s+1 task \s+{SECONDS}$",
+            rf"    end   \s+1 task \s+{SECONDS}$",
+        ]
+    )
+
+
+def test_kept_failed_sandbox_opens_with_the_printed_client_lines(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(art_flow=PASSING, failing_flow=FAILING)
+    basetemp = pytester.path / "bt"
+    result = pytester.runpytest_subprocess(
+        "--artflow", f"--basetemp={basetemp}", "--artflow-keep=failed"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    assert sandboxes(basetemp) == ["artflow-FailingFlow0"]
+    kept = basetemp / "artflow-FailingFlow0"
+    result.stdout.fnmatch_lines(
+        [
+            f"sandbox kept (--artflow-keep): {kept}",
+            "inspect it with Metaflow's client:",
+            "    from metaflow import Flow, Run, metadata, namespace",
+            f"    metadata('local@{kept}')",
+            "    namespace(None)",
+            "    run = Run('FailingFlow/*')",
+            "    run['middle'].task.data  # the failing step's artifacts",
+            f"    sandbox kept: {kept}",
+        ]
+    )
+    lines = result.outlines
+    start = lines.index("inspect it with Metaflow's client:") + 1
+    code = "\n".join(line.strip() for line in lines[start : start + 4])
+    code += "\nprint(run['start'].task.data.x, run.successful, run['middle'].task.exception)"
+    # A fresh interpreter somewhere else, with no Metaflow settings of ours.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
+    env["METAFLOW_CLIENT_CACHE_PATH"] = str(tmp_path / "client-cache")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith("41 False ")
+    assert "lost" in out
+
+
+@pytest.mark.parametrize(("keep", "left"), [("never", []), ("always", ["artflow-ArtFlow0"])])
+def test_keep_never_and_always(pytester: pytest.Pytester, keep: str, left: list[str]) -> None:
+    pytester.makepyfile(art_flow=PASSING)
+    basetemp = pytester.path / "bt"
+    result = pytester.runpytest_subprocess(
+        "--artflow", f"--basetemp={basetemp}", f"--artflow-keep={keep}"
+    )
+    result.assert_outcomes(passed=1)
+    assert sandboxes(basetemp) == left
+    if left:
+        result.stdout.fnmatch_lines([f"    sandbox kept: {basetemp / left[0]}"])
+
+
+identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,12}", fullmatch=True)
+milliseconds = st.integers(0, 10**7).map(lambda ms: ms / 1000)
+step_summaries = st.builds(
+    StepSummary,
+    name=identifiers,
+    tasks=st.integers(0, 10**4),
+    seconds=st.none() | milliseconds,
+    status=st.sampled_from(["passed", "failed", "caught"]),
+)
+
+
+@given(
+    flow=identifiers,
+    steps=st.lists(step_summaries, unique_by=lambda s: s.name, max_size=8),
+    graph_steps=st.integers(0, 50),
+    duration=milliseconds,
+    failed=st.none() | identifiers,
+    local=st.lists(st.builds("@{} on {}".format, st.sampled_from(["batch", "pypi"]), identifiers)),
+    run=st.none() | identifiers.map(lambda s: f"Flow/{s}"),
+    sandbox=st.none() | st.just("/tmp/some where/artflow-X0"),
+)
+def test_summary_survives_the_trip_through_user_properties(
+    flow: str,
+    steps: list[StepSummary],
+    graph_steps: int,
+    duration: float,
+    failed: str | None,
+    local: list[str],
+    run: str | None,
+    sandbox: str | None,
+) -> None:
+    summary = FlowSummary(flow, run, steps, graph_steps, duration, failed, local, sandbox)
+    # What xdist ships and junitxml writes: names and str() of values.
+    shipped = [(name, str(value)) for name, value in summary.properties()]
+    assert FlowSummary.from_properties(shipped) == summary
+    assert FlowSummary.from_properties([("other", "x")]) is None
