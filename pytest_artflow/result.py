@@ -364,6 +364,8 @@ def user_traceback(text: str) -> str:
     for line in lines:
         if line.startswith("  File "):
             skip = "/metaflow/" in line
+        elif not line.startswith(" "):
+            skip = False  # "Traceback ..." and the exception line itself
         if not skip:
             out.append(line)
     return "\n".join(out)

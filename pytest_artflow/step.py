@@ -332,11 +332,20 @@ class ArtflowStep:
         node = _node(config.flow, step)
         shaper = _Shaper(config.flow, node, input, index)
         plan = shaper.from_scratch(inputs) if origin is None else shaper.rerun(origin, inputs)
-        scratch = self.runner.sandbox.root / "steps" / str(next(self._count))
-        scratch.mkdir(parents=True)
+        scratch = self._scratch()
         run_job = self._job(config, node.name, plan, scratch, rerun=origin is not None)
         outcome = self.runner.engines.get(config.engine).run(run_job)
         return self._result(config, node.name, scratch, plan, outcome, check)
+
+    def _scratch(self) -> Path:
+        """A new scratch directory for one step, inside the sandbox."""
+        while True:
+            scratch = self.runner.sandbox.root / "steps" / str(next(self._count))
+            try:
+                scratch.mkdir(parents=True)
+            except FileExistsError:  # another ArtflowStep on this sandbox made it
+                continue
+            return scratch
 
     def _job(self, config: RunConfig, step: str, plan: _Plan, scratch: Path, rerun: bool) -> RunJob:
         """Metaflow's ``step`` command for the step, in the scratch datastore,
@@ -615,6 +624,12 @@ class _Shaper:
                     f"{where}: {name!r} is reserved by Metaflow and cannot be an input"
                 )
 
+    def _ship_input(self, shipped: dict[str, bytes], index: int) -> None:
+        """``input=`` as the foreach variable Metaflow reads ``self.input`` from
+        (``var[index]``), under a private name: the step sees no variable it
+        was not given."""
+        shipped[INPUT_ARTIFACT] = ship("input", [None] * index + [self.input], self.flow.module)
+
     def _ship(self, values: Mapping[str, Any], where: str) -> dict[str, bytes]:
         self._check_names(values, where)
         return {k: ship(f"{where}[{k!r}]", v, self.flow.module) for k, v in values.items()}
@@ -722,7 +737,7 @@ class _Shaper:
         level = self.levels[-1]
         var = level.foreach_param
         if self.input is not None:
-            shipped[INPUT_ARTIFACT] = ship("input", [None] * index + [self.input], self.flow.module)
+            self._ship_input(shipped, index)
             return INPUT_ARTIFACT, index + 1
         if var in values:
             try:
@@ -758,9 +773,7 @@ class _Shaper:
                 break
             var, splits = level.foreach_param, index + 1
             if innermost and self.input is not None:
-                shipped[INPUT_ARTIFACT] = ship(
-                    "input", [None] * index + [self.input], self.flow.module
-                )
+                self._ship_input(shipped, index)
                 var = INPUT_ARTIFACT
             elif var in values and hasattr(values[var], "__len__"):
                 splits = max(len(values[var]), splits)
@@ -819,9 +832,7 @@ class _Shaper:
                         f"step {node.name!r}: in a re-run, input= applies to the step right "
                         "after a foreach split; override the foreach variable with inputs="
                     )
-                shipped[INPUT_ARTIFACT] = ship(
-                    "input", [None] * plan.split_index + [self.input], self.flow.module
-                )
+                self._ship_input(shipped, plan.split_index)
                 bookkeeping["_foreach_var"] = INPUT_ARTIFACT
             plan.parents.append(
                 ParentTask(

@@ -129,17 +129,36 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def fork_results(request, monkeypatch) -> list[Any]:
+    """The ``EngineResult`` of every run the session's fork engine makes in the test."""
+    from pytest_artflow.plugin import engines_key
+
+    engine = request.config.stash[engines_key].get("fork")
+    results: list[Any] = []
+    original = engine.run
+
+    def recording(job: Any) -> Any:
+        results.append(original(job))
+        return results[-1]
+
+    monkeypatch.setattr(engine, "run", recording)
+    return results
+
+
 def assert_same(reference: dict[str, Any], candidate: dict[str, Any]) -> None:
     if not artifacts_equal(reference, candidate):
         pytest.fail("the engines disagree:\n" + "\n".join(explain(reference, candidate)))
 
 
 @pytest.mark.parametrize("flow", sorted(CORPUS))
-def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, flow):
+def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork_results, flow):
     runs = {
         engine: artflow_run(FLOWS / flow, engine=engine, check=False, params=CORPUS[flow])
         for engine in ENGINES
     }
+    # The fork engine did fork (it did not hand the run or its tasks to new interpreters).
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")]
     reference, candidate = (snapshot(runs[e], artflow_sandbox.root) for e in ENGINES)
     assert_same(reference, candidate)
     # The corpus does what its docstrings say (so the comparison is not vacuous).
@@ -337,6 +356,7 @@ def test_two_sandboxes_in_one_session_stay_apart(pytester):
             root = str(artflow_sandbox.root)
             values = run["start"].data.config
             for key in ("DATASTORE_SYSROOT_LOCAL", "LocalStorage.SYSROOT_VAR",
+                        "SpinStorage.SYSROOT_VAR", "DATASTORE_SYSROOT_SPIN",
                         "DATATOOLS_LOCALROOT", "CARD_LOCALROOT", "CLIENT_CACHE_PATH",
                         "card_datastore.CARD_LOCALROOT", "filecache.CLIENT_CACHE_PATH"):
                 assert values[key].startswith(root), (key, values[key], root)
@@ -398,24 +418,66 @@ def test_forked_tasks_draw_their_own_random_numbers(artflow_run, flow_file, engi
     assert len({d[1] for d in draws}) == 4
 
 
+def test_tasks_are_new_interpreters_when_the_flows_imports_start_threads(
+    artflow_run, flow_file, fork_results
+):
+    flow_file(
+        """
+        import threading, time
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+        """,
+        name="starts_a_thread.py",
+    )
+    path = flow_file(
+        """
+        import os
+        from metaflow import FlowSpec, step
+        import starts_a_thread
+
+        class ThreadedFlow(FlowSpec):
+            @step
+            def start(self):
+                self.parent = os.getppid()
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = artflow_run(path, engine="fork")
+    (result,) = fork_results
+    assert result.extra["tasks"] == "the flow's imports started 1 thread(s)"
+    assert result.extra["refused"] is None
+    assert run["start"].successful
+
+
 # -- configuration the server could not have seen at import --
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_metaflow_settings_of_a_test_reach_the_tasks(artflow_run, engine):
+def test_metaflow_settings_of_a_test_reach_the_tasks(artflow_run, fork_results, engine):
     run = artflow_run(
         FLOWS / "config_flow.py", engine=engine, env={"METAFLOW_CLIENT_CACHE_MAX_SIZE": "55"}
     )
     assert run["start"].data.config["CLIENT_CACHE_MAX_SIZE"] == 55
+    # A server of its own (imported with that setting), not a hand-over.
+    assert [r.extra["engine"] for r in fork_results] == (["fork"] if engine == "fork" else [])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_metaflow_config_file_in_the_sandbox_is_honoured(artflow_run, artflow_sandbox, engine):
+def test_a_metaflow_config_file_in_the_sandbox_is_honoured(
+    artflow_run, artflow_sandbox, fork_results, engine
+):
     (artflow_sandbox.root / ".metaflow" / "config.json").write_text(
         json.dumps({"METAFLOW_CLIENT_CACHE_MAX_SIZE": "77"})
     )
     run = artflow_run(FLOWS / "config_flow.py", engine=engine)
     assert run["start"].data.config["CLIENT_CACHE_MAX_SIZE"] == 77
+    # The fork server imported Metaflow without that file: it hands the run on.
+    assert [r.extra["refused"] for r in fork_results] == (
+        ["a Metaflow configuration file applies to this run"] if engine == "fork" else []
+    )
 
 
 # -- coverage --

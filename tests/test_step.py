@@ -16,17 +16,6 @@ from pytest_artflow import ArtflowError
 
 ENGINES = ["subprocess", "fork"]
 
-# The fork engine comes from its own module; a session registers it itself, so
-# these tests do not depend on which engines the plugin lists.
-CONFTEST = """
-import pytest
-
-@pytest.hookimpl
-def pytest_artflow_engines():
-    from pytest_artflow.engines.fork import ForkEngine
-    return {"fork": ForkEngine}
-"""
-
 LINEAR_FLOW = """
 import sys
 from dataclasses import dataclass
@@ -166,7 +155,6 @@ class SplitFlow(FlowSpec):
 
 
 def run_session(pytester: pytest.Pytester, engine: str, tests: str, passed: int) -> None:
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(
         linear_flow=LINEAR_FLOW,
         shapes_flow=SHAPES_FLOW,

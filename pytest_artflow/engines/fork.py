@@ -10,6 +10,7 @@ the pytest process gains no Metaflow state from a run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -50,7 +51,7 @@ class ForkServer:
                     "-m",
                     forkserver.__name__,
                     str(theirs.fileno()),
-                    forkserver.json.dumps(sorted(markers)),
+                    json.dumps(sorted(markers)),
                 ],
                 env=server_env,
                 # No Metaflow project config (.metaflow/config.json) above "/".
@@ -115,15 +116,20 @@ class ForkServer:
             selector.register(status_r, selectors.EVENT_READ, status)
             selector.register(self.sock, selectors.EVENT_READ)
             try:
+                # Until the run's zygote has exited and both pipes are closed.
                 while code is None or len(selector.get_map()) > 1:
-                    wait = None
-                    if deadline is not None and not timed_out:
-                        wait = max(0.0, deadline - time.perf_counter())
-                    events = selector.select(wait)
-                    if not events and not timed_out and deadline is not None:
+                    now = time.perf_counter()
+                    if deadline is not None and now >= deadline:
+                        if timed_out:
+                            raise ForkServerError(
+                                f"the fork server did not end a timed-out run in {KILL_TIMEOUT} s"
+                            )
                         timed_out = True
                         self._kill(pid)
-                    for key, _ in events:
+                        deadline = now + KILL_TIMEOUT
+                        continue
+                    wait = None if deadline is None else deadline - now
+                    for key, _ in selector.select(wait):
                         if key.fileobj is self.sock:
                             code = self._exited(pid, code)
                             continue
@@ -137,13 +143,24 @@ class ForkServer:
                 self._kill(pid)
                 self._wait_gone(pid, code)
                 raise
-        refused = forkserver.json.loads(b"".join(status) or b"{}").get("refused", "no answer")
+        text = b"".join(output).decode("utf-8", "replace")
+        if not status and not timed_out:
+            # The zygote died before it could say: a bug, not the flow's doing.
+            raise ForkServerError(f"the fork server's run process ended early:\n{text[-3000:]}")
+        said = json.loads(b"".join(status)) if status else {}
         return EngineResult(
             returncode=code,
-            output=b"".join(output).decode("utf-8", "replace"),
+            output=text,
             timed_out=timed_out,
             duration=time.perf_counter() - started,
-            extra={"engine": "fork", "server": self.pid, "refused": refused},
+            extra={
+                "engine": "fork",
+                "server": self.pid,
+                # Why the run was not forked (then nothing of it started here).
+                "refused": said.get("refused"),
+                # "forked", or why the tasks were started as new interpreters.
+                "tasks": said.get("tasks"),
+            },
         )
 
     def _exited(self, pid: int, code: int | None) -> int | None:

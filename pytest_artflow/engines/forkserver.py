@@ -24,10 +24,12 @@ Metaflow reads its configuration at import, and several modules copy values
 (``from metaflow.metaflow_config import DATASTORE_SYSROOT_LOCAL``; even class
 attributes such as ``LocalStorage.SYSROOT_VAR``). S is started with the run's
 environment except that every per-sandbox value (see ``PER_RUN_VALUES``) is a
-unique, nonexistent path; after its imports it finds every string that holds
-one of these markers (``Bindings.find``), and each R rewrites exactly those
-with its own sandbox's values. Whatever S cannot account for makes R refuse
-the run, and the engine then runs it as fresh interpreters instead.
+unique marker, a path nobody can create; after its imports it finds every
+string that holds a marker (``Bindings.find``), and each R rewrites exactly
+those with its own sandbox's values. What S cannot account for (a Metaflow
+config file that applies to the run, a marker it cannot rewrite) makes R
+refuse the run, and the engine then runs it as fresh interpreters instead;
+runs whose environments differ in what is read at import get their own S.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 #: Start of every marker value: a path below a device file, so that nothing,
 #: not even root, can create it should a marker ever be left in place.
@@ -164,71 +168,91 @@ def server_environ(env: Mapping[str, str], token: str) -> tuple[dict[str, str], 
 
 
 class Bindings:
-    """Every place in S's memory that holds a string with a marker in it."""
+    """Every place reachable from ``sys.modules`` that holds a marker string."""
 
     def __init__(self) -> None:
-        #: (kind, owner, key, original): kind "attr" (module/class attribute),
-        #: "item" (dict key or list index).
-        self.slots: list[tuple[str, Any, Any, Any]] = []
-        #: Holders that cannot be rewritten in place (described for the log).
+        #: (owner, key, original): ``setattr(owner, key, ...)`` for modules,
+        #: classes, functions and cells, ``owner[key] = ...`` for dicts, lists.
+        self.slots: list[tuple[Any, Any, Any]] = []
+        #: What keeps the server from serving runs (markers it cannot rewrite).
         self.unpatchable: list[str] = []
 
     @classmethod
     def find(cls, prefix: str) -> Bindings:
+        """Walk everything the imported modules reach (``gc.get_referents``, so
+        that dicts and tuples the collector does not track are seen too)."""
         found = cls()
-        gc.collect()
-        holders = [
-            obj
-            for obj in gc.get_objects()
-            if isinstance(obj, (dict, list, tuple))
-            and any(isinstance(r, str) and prefix in r for r in gc.get_referents(obj))
-        ]
-        # Tuples are immutable: what holds them is rewritten (with new tuples).
-        marked = {id(t): t for t in holders if isinstance(t, tuple)}
-        pending = list(marked.values())
-        containers = [h for h in holders if not isinstance(h, tuple)]
+        parents: dict[int, list[Any]] = {}
+        seen = {id(sys.modules)}
+        stack: list[Any] = [sys.modules]
+        holders = []
+        while stack:
+            obj = stack.pop()
+            refs = gc.get_referents(obj)
+            if any(isinstance(r, str) and prefix in r for r in refs):
+                holders.append(obj)
+            for ref in refs:
+                if isinstance(ref, (str, bytes, int, float)) or ref is None:
+                    continue
+                if isinstance(ref, (dict, tuple)):
+                    parents.setdefault(id(ref), []).append(obj)
+                if id(ref) not in seen:
+                    seen.add(id(ref))
+                    stack.append(ref)
+        # Tuples are immutable: what holds them gets a rewritten copy.
+        marked: dict[int, Any] = {}
+        pending = [h for h in holders if isinstance(h, tuple)]
         while pending:
-            for ref in gc.get_referrers(pending.pop()):
-                if isinstance(ref, tuple) and id(ref) not in marked:
-                    marked[id(ref)] = ref
-                    pending.append(ref)
-                elif isinstance(ref, (dict, list)) and all(ref is not c for c in containers):
-                    containers.append(ref)
+            tup = pending.pop()
+            if id(tup) in marked:
+                continue
+            marked[id(tup)] = tup
+            for parent in parents.get(id(tup), []):
+                if isinstance(parent, tuple):
+                    pending.append(parent)
+                elif all(parent is not h for h in holders):
+                    holders.append(parent)
 
         def is_marked(value: object) -> bool:
             return (isinstance(value, str) and prefix in value) or id(value) in marked
 
-        for container in containers:
-            if isinstance(container, list):
-                found.slots += [
-                    ("item", container, i, v) for i, v in enumerate(container) if is_marked(v)
-                ]
-                continue
-            owner = _dict_owner(container)
-            for key, value in container.items():
-                if is_marked(key):
-                    found.unpatchable.append(f"a dict key {key!r:.100}")
-                if is_marked(value):
-                    if owner is None:
-                        found.slots.append(("item", container, key, value))
-                    else:
-                        found.slots.append(("attr", owner, key, value))
-        # A marked tuple that nothing rewritable holds (a function's defaults...).
-        held = {id(v) for _, _, _, v in found.slots}
-        for tup in marked.values():
-            if id(tup) not in held and not any(
-                id(r) in marked for r in gc.get_referrers(tup) if isinstance(r, tuple)
-            ):
-                found.unpatchable.append(f"a tuple {tup!r:.100}")
+        for holder in holders:
+            found._collect(holder, is_marked, parents)
         return found
 
+    def _collect(self, holder: Any, is_marked: Callable[[object], bool], parents: Any) -> None:
+        if isinstance(holder, tuple):
+            return  # rewritten through what holds it
+        if isinstance(holder, list):
+            self.slots += [(holder, i, v) for i, v in enumerate(holder) if is_marked(v)]
+        elif isinstance(holder, dict):
+            # A module's or class's namespace is set through setattr (type caches).
+            owners = [p for p in parents.get(id(holder), []) if _namespace_of(p, holder)]
+            for key, value in holder.items():
+                if is_marked(key):
+                    self.unpatchable.append(f"a dict key {key!r:.100}")
+                elif is_marked(value):
+                    self.slots.append((owners[0] if owners else holder, key, value))
+        elif isinstance(holder, types.FunctionType) and is_marked(holder.__defaults__):
+            self.slots.append((holder, "__defaults__", holder.__defaults__))
+        elif isinstance(holder, types.CellType) and is_marked(holder.cell_contents):
+            self.slots.append((holder, "cell_contents", holder.cell_contents))
+        else:
+            self.unpatchable.append(f"a {type(holder).__name__} {holder!r:.100}")
+
     def apply(self, substitute: Callable[[str], str]) -> None:
-        for kind, owner, key, original in self.slots:
+        for owner, key, original in self.slots:
             value = _rewrite(original, substitute)
-            if kind == "attr":
-                setattr(owner, key, value)
-            else:
+            if isinstance(owner, (dict, list)):
                 owner[key] = value
+            else:
+                setattr(owner, key, value)
+
+
+def _namespace_of(owner: Any, mapping: dict[str, Any]) -> bool:
+    if isinstance(owner, types.ModuleType):
+        return vars(owner) is mapping
+    return isinstance(owner, type) and gc.get_referents(vars(owner)) == [mapping]
 
 
 def _rewrite(value: Any, substitute: Callable[[str], str]) -> Any:
@@ -240,17 +264,6 @@ def _rewrite(value: Any, substitute: Callable[[str], str]) -> Any:
     return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
 
 
-def _dict_owner(mapping: dict[str, Any]) -> Any:
-    """The module or class whose namespace ``mapping`` is (set through ``setattr``,
-    so type attribute caches stay right), else ``None``."""
-    for ref in gc.get_referrers(mapping):
-        if isinstance(ref, types.ModuleType) and ref.__dict__ is mapping:
-            return ref
-        if isinstance(ref, type) and gc.get_referents(ref.__dict__) == [mapping]:
-            return ref
-    return None
-
-
 # -- running like an interpreter runs a program --
 
 
@@ -258,20 +271,30 @@ def run_as_program(main: Callable[[], object]) -> int:
     """Run ``main`` and end the way the interpreter ends a program: the exit
     status of ``SystemExit``, a traceback and 1 for anything else, then
     non-daemon threads joined, ``atexit`` handlers run, streams flushed."""
+    code = _run(main)
+    _end_program()
+    return code or 0
+
+
+def _run(main: Callable[[], object]) -> int | None:
+    """``None`` if ``main`` returned, else the exit status the interpreter
+    would end with (after printing the traceback of an exception)."""
     try:
         main()
-        code = 0
     except SystemExit as exc:
-        code = _exit_status(exc.code)
+        return _exit_status(exc.code)
     except BaseException as exc:
         sys.excepthook(type(exc), exc, exc.__traceback__)
-        code = 1
+        return 1
+    return None
+
+
+def _end_program() -> None:
     try:
         threading._shutdown()  # type: ignore[attr-defined]
         atexit._run_exitfuncs()
     finally:
         _flush_std_streams()
-    return code
 
 
 def _exit_status(value: object) -> int:
@@ -321,7 +344,18 @@ def _reseed() -> None:
         numpy_random.seed()
 
 
+def _native_threads() -> int:
+    """Threads of this process, those of C libraries too (Linux), which a fork
+    would leave behind in the child with whatever locks they held."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
 def _default_signals() -> None:
+    """A fresh process's SIGCHLD handling, first thing in a fork (before the
+    parent's wakeup pipe is closed, whose fd number could be reused)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
@@ -348,12 +382,15 @@ class _Wakeup:
         os.close(self.write_fd)
 
 
-def _exit_like(code: int) -> None:
-    """Leave this fork with ``code``; a negative code is death by that signal."""
+def _exit_like(code: int) -> NoReturn:
+    """Leave this fork with ``code`` (a negative code is death by that signal),
+    never by raising: a fork must not return into its parent's code."""
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    os._exit(code)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler
+            signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
 
 
 # -- S: the server --
@@ -395,12 +432,11 @@ class Server:
         # What the imports changed in the environment (none, usually): a fresh
         # process of the run would make the same changes.
         self.import_env = {k: v for k, v in os.environ.items() if self.initial_env.get(k) != v}
-        return {
-            "op": "ready",
-            "pid": os.getpid(),
-            "unpatchable": self.bindings.unpatchable,
-            "threads": threading.active_count(),
-        }
+        threads = _native_threads()
+        if threads > 1:
+            # A fork keeps only the forking thread: the others' locks stay held.
+            self.bindings.unpatchable.append(f"importing Metaflow started {threads - 1} thread(s)")
+        return {"op": "ready", "pid": os.getpid(), "unpatchable": self.bindings.unpatchable}
 
     def serve(self) -> None:
         self.wakeup = _Wakeup()
@@ -431,6 +467,7 @@ class Server:
         if pid == 0:  # R
             code = 1
             try:
+                _default_signals()
                 self.ctl.close()
                 self.wakeup.close()
                 code = Zygote(self, job, *fds).run()
@@ -449,6 +486,9 @@ class Server:
         if pid in self.runs:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+            # A zygote that has not made its group yet has no children either.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def reap(self) -> None:
         while True:
@@ -473,7 +513,7 @@ class Server:
 
 
 class Zygote:
-    """One run: its sandbox applied, its flow loaded; forks M and every task."""
+    """One run: its sandbox applied, the flow's imports done; forks M and every task."""
 
     def __init__(self, server: Server, job: dict[str, Any], out_fd: int, status_fd: int) -> None:
         self.server = server
@@ -488,21 +528,24 @@ class Zygote:
         os.close(devnull)
         os.close(out_fd)
         self.status_fd = status_fd
+        self.main_names = dict(server.main_additions)
+        #: Why tasks cannot be forked from here (then they are new interpreters).
+        self.no_fork: str | None = None
 
     def run(self) -> int:
         refusal = self.enter()
-        os.write(self.status_fd, json.dumps({"refused": refusal}).encode())
-        os.close(self.status_fd)
         if refusal:
+            self.report(refused=refusal)
             return 0
         from pytest_artflow.engines import launch
 
         sys.argv = [self.path, *self.job["args"]]
-        loaded: list[type] = []
-        code = run_as_program(lambda: loaded.append(self.load_flow()))
-        if code:
-            return code
-        self.flow_class = loaded[0]
+        sys.path[0] = os.path.dirname(self.path)
+        self.warm_imports()
+        threads = _native_threads()
+        if threads > 1:
+            self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
+        self.report(refused=None, tasks=self.no_fork or "forked")
         gc.freeze()
         self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
         self.wakeup = _Wakeup()
@@ -512,21 +555,61 @@ class Zygote:
         if self.main_pid == 0:  # M
             code = 1
             try:
+                _default_signals()
                 self.sock.close()
                 self.wakeup.close()
-                _default_signals()
                 code = self.run_main(to_main)
+            except BaseException as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__)
             finally:
                 _exit_like(code)
         to_main.close()
         return self.serve()
+
+    def report(self, **status: Any) -> None:
+        os.write(self.status_fd, json.dumps(status).encode())
+        os.close(self.status_fd)
+
+    def warm_imports(self) -> None:
+        """Import what the flow file imports (anywhere in it, steps included),
+        so that no task pays for it; the flow's own code runs in M and each
+        task, once, as in a new process."""
+        import ast
+
+        try:
+            with open(self.path, "rb") as f:
+                tree = ast.parse(f.read(), filename=self.path)
+        except (OSError, SyntaxError, ValueError):
+            return
+        imports = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            or (isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__")
+        ]
+        # Imports that put names on __main__ (as Metaflow does) find a stand-in.
+        main = types.ModuleType("__main__")
+        main.__dict__.update(self.main_names)
+        main.__file__ = self.path
+        saved, sys.modules["__main__"] = sys.modules["__main__"], main
+        try:
+            for node in imports:
+                code = compile(ast.Module(body=[node], type_ignores=[]), self.path, "exec")
+                # An import that fails here fails again where the flow makes it.
+                with contextlib.suppress(BaseException):
+                    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+        finally:
+            sys.modules["__main__"] = saved
+        self.main_names.update((k, v) for k, v in vars(main).items() if not k.startswith("__"))
 
     def enter(self) -> str | None:
         """Become the run's process: its directory, environment, sandbox.
         A reason if Metaflow would not be configured as a fresh process is."""
         server, env = self.server, dict(self.job["env"])
         if server.bindings.unpatchable:
-            return "the server cannot rewrite: " + "; ".join(server.bindings.unpatchable[:3])
+            return "the fork server cannot serve runs: " + "; ".join(
+                server.bindings.unpatchable[:3]
+            )
         values = {k: env.get(k, "") for k in server.markers}
         if not all(values.values()):
             return "empty sandbox settings: " + ", ".join(k for k, v in values.items() if not v)
@@ -561,26 +644,22 @@ class Zygote:
         """The flow file as ``__main__``, as ``launch.main`` loads it."""
         from pytest_artflow.engines import launch
 
-        module = launch.load_as_main(self.path)
-        for name, value in self.server.main_additions.items():
-            module.__dict__.setdefault(name, value)
-        return getattr(module, self.class_name)
+        return getattr(launch.load_as_main(self.path, self.main_names), self.class_name)
 
     def run_main(self, sock: socket.socket) -> int:
         """M: Metaflow's CLI, with its runtime's task launcher swapped."""
-        import subprocess
-
         from metaflow import runtime
 
         from pytest_artflow.engines import launch
 
-        launcher = TaskLauncher(sock, self.entrypoint)
-        proxy = types.ModuleType("subprocess", subprocess.__doc__)
-        proxy.__dict__.update(vars(subprocess))
-        proxy.Popen = launcher.popen  # type: ignore[attr-defined]
-        runtime.subprocess = proxy  # type: ignore[attr-defined]
+        if self.no_fork is None:
+            launcher = TaskLauncher(sock, self.entrypoint)
+            proxy = types.ModuleType("subprocess", subprocess.__doc__)
+            proxy.__dict__.update(vars(subprocess))
+            proxy.Popen = launcher.popen  # type: ignore[attr-defined]
+            runtime.subprocess = proxy  # type: ignore[attr-defined]
         _reseed()
-        return run_as_program(lambda: launch.run_cli(self.flow_class, self.path, self.class_name))
+        return run_as_program(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
 
     def serve(self) -> int:
         """Fork tasks for M until it ends; then end with its exit status."""
@@ -632,10 +711,12 @@ class Zygote:
         if pid == 0:  # T
             code = 1
             try:
+                _default_signals()
                 self.sock.close()
                 self.wakeup.close()
-                _default_signals()
                 code = self.run_task(message["args"], message["env"], fds)
+            except BaseException as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__)
             finally:
                 _exit_like(code)
         for fd in fds:
@@ -685,15 +766,11 @@ class TaskLauncher:
         self.exited: dict[int, int] = {}
 
     def popen(self, args: Any, **kwargs: Any) -> Any:
-        import subprocess
-
         if self.can_fork(args, kwargs):
             return ForkedTask(self, list(args), kwargs["env"], kwargs.get("bufsize", -1))
         return subprocess.Popen(args, **kwargs)
 
     def can_fork(self, args: Any, kwargs: dict[str, Any]) -> bool:
-        import subprocess
-
         if not isinstance(args, (list, tuple)) or list(args[: len(self.entrypoint)]) != (
             self.entrypoint
         ):
@@ -722,8 +799,6 @@ class TaskLauncher:
 
     def status(self, pid: int, timeout: float | None) -> int | None:
         """The exit status of ``pid``; ``None`` if it is still running after ``timeout``."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while pid not in self.exited:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -780,8 +855,6 @@ class ForkedTask:
         if self.returncode is None:
             self.returncode = self._launcher.status(self.pid, timeout)
             if self.returncode is None:
-                import subprocess
-
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
         return self.returncode
 

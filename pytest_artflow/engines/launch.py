@@ -9,7 +9,9 @@ line is the one handed to Metaflow's CLI. The file runs as the real
 classes defined in it pickle as ``__main__.X`` in both cases.
 
 Metaflow's runtime starts each task with the same entry point (it is passed as
-``entrypoint``), so tasks load the flow the same way.
+``entrypoint``), so tasks load the flow the same way. That is also where the
+decorators named in ``PYTEST_ARTFLOW_RUN_LOCALLY`` (``@batch``, ``@pypi``...)
+are removed, in every process of the run (``run_locally``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,15 @@ def compile_flow_file(path: str) -> types.CodeType:
     return compile(tree, path, "exec", dont_inherit=True)
 
 
-def load_as_main(path: str) -> types.ModuleType:
-    """Execute the flow file as the process's real ``__main__`` module."""
+def load_as_main(path: str, names: dict[str, object] | None = None) -> types.ModuleType:
+    """Execute the flow file as the process's real ``__main__`` module.
+
+    ``names`` start the module's namespace: the fork engine passes what
+    imports it made before forking put on ``__main__`` (Metaflow's
+    ``ForeachFrame``), which in a new process they put there during the load.
+    """
     module = types.ModuleType("__main__")
+    module.__dict__.update(names or {})
     module.__file__ = path
     module.__builtins__ = __builtins__  # type: ignore[attr-defined]
     sys.modules["__main__"] = module

@@ -13,6 +13,7 @@ class ConfigFlow(FlowSpec):
         from metaflow.client import filecache
         from metaflow.plugins.cards import card_datastore
         from metaflow.plugins.datastores.local_storage import LocalStorage
+        from metaflow.plugins.datastores.spin_storage import SpinStorage
         from metaflow.util import get_username
 
         self.config = {
@@ -24,6 +25,7 @@ class ConfigFlow(FlowSpec):
             "CLIENT_CACHE_MAX_SIZE": config.CLIENT_CACHE_MAX_SIZE,
             "USER": config.USER,
             "LocalStorage.SYSROOT_VAR": LocalStorage.SYSROOT_VAR,
+            "SpinStorage.SYSROOT_VAR": SpinStorage.SYSROOT_VAR,
             "card_datastore.CARD_LOCALROOT": card_datastore.CARD_LOCALROOT,
             "filecache.CLIENT_CACHE_PATH": filecache.CLIENT_CACHE_PATH,
         }

@@ -1,8 +1,11 @@
-"""Output: steps print to stdout and stderr (several lines, unicode, no final newline)."""
+"""Output: steps print to stdout and stderr (several lines, unicode, no final newline);
+the file prints as it loads, so every process of a run prints that line too."""
 
 import sys
 
 from metaflow import FlowSpec, step
+
+print("output_flow.py is loading")
 
 
 class OutputFlow(FlowSpec):

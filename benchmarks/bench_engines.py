@@ -1,0 +1,404 @@
+"""Time the same flows four ways, side by side, in one run:
+
+    (a) ``python flow.py run``      Metaflow's CLI
+    (b) ``metaflow.Runner``         Metaflow's programmatic API
+    (c) artflow ``subprocess``      pytest-artflow's reference engine
+    (d) artflow ``fork``            pytest-artflow's fast engine
+
+Usage: ``python benchmarks/bench_engines.py [--repeat N] [--case NAME ...]``
+
+Every run gets a fresh sandbox (its own datastore, metadata, Metaflow home and
+temp dir, the environment ``Sandbox.environ`` gives); the artflow variants go
+through ``ArtflowRunner`` (what the ``artflow_run`` fixture calls) and so
+include reading every artifact of every task back. Each variant lives in a
+worker process of its own, started once and warmed up with one untimed run
+(the fork engine starts its server then); the timed runs are interleaved
+round-robin across the variants, so that the noise of a shared machine falls
+on all of them alike. Peak memory is the largest resident set of any process
+of a run, from ``getrusage(RUSAGE_CHILDREN)`` in a fresh process that makes
+exactly one run (and, for the fork engine, stops its server before reading).
+
+Add a case by adding a ``Case`` to ``CASES``; a case that needs other ways to
+run (a single step, say) gives its own ``variants`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "tests" / "flows"
+MB = 1024 * 1024
+
+
+@dataclass
+class Case:
+    """One flow (and its Parameters) to time."""
+
+    name: str
+    flow: Path
+    params: dict[str, Any]
+    #: Tasks one run makes (for the per-task overhead).
+    tasks: int
+    #: Size of the artifact whose memory cost to report, if any.
+    artifact_bytes: int = 0
+    #: Ways to run this case, if not the four of ``VARIANTS``.
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+
+#: A way to run a case: ``variant(case, sandbox)`` makes one complete run.
+Variant = Callable[[Case, Any], None]
+
+
+def _cli_args(case: Case) -> list[str]:
+    args = []
+    for name, value in case.params.items():
+        args += [f"--{name}", str(value)]
+    return args
+
+
+def run_cli(case: Case, sandbox: Any) -> None:
+    """(a) Metaflow's CLI, as a user types it, in the sandbox's environment."""
+    subprocess.run(
+        [sys.executable, str(case.flow), "--no-pylint", "run", *_cli_args(case)],
+        env=sandbox.environ(),
+        cwd=sandbox.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+
+
+def run_runner(case: Case, sandbox: Any) -> None:
+    """(b) ``metaflow.Runner``: it runs the CLI in a subprocess and hands back a ``Run``."""
+    from metaflow import Runner
+
+    with (
+        sandbox.client_scope(),
+        Runner(
+            str(case.flow),
+            show_output=False,
+            env=sandbox.environ(),
+            cwd=str(sandbox.root),
+            pylint=False,
+        ) as runner,
+    ):
+        result = runner.run(**case.params)
+        if not result.run.successful:
+            raise RuntimeError(f"Runner: {case.name} failed")
+
+
+class _Hooks:
+    """What ``ArtflowRunner`` asks of pytest's hook relay: the built-in engines."""
+
+    def pytest_artflow_engines(self) -> list[dict[str, Any]]:
+        from pytest_artflow import plugin
+
+        return [plugin.pytest_artflow_engines()]
+
+    def pytest_artflow_configure_run(self, config: Any) -> list[None]:
+        return []
+
+
+_engines: Any = None
+
+
+def run_artflow(engine: str) -> Variant:
+    """(c)/(d) ``ArtflowRunner`` with ``engine``: the run and reading its results."""
+
+    def variant(case: Case, sandbox: Any) -> None:
+        global _engines
+        from pytest_artflow.engines import EngineSet
+        from pytest_artflow.runner import ArtflowRunner, RunDefaults
+
+        if _engines is None:
+            _engines = EngineSet(_Hooks())
+        runner = ArtflowRunner(sandbox, _engines, _Hooks(), RunDefaults(engine=engine))
+        with sandbox.client_scope():
+            run = runner(case.flow, **case.params)
+        assert run.successful and len(run.tasks) == case.tasks, run
+
+    variant.__doc__ = f"artflow {engine}"
+    return variant
+
+
+VARIANTS: dict[str, Variant] = {
+    "(a) python flow.py run": run_cli,
+    "(b) metaflow.Runner": run_runner,
+    "(c) artflow subprocess": run_artflow("subprocess"),
+    "(d) artflow fork": run_artflow("fork"),
+}
+
+#: The single step timed: ``middle`` of the seed flow, given this list.
+STEP, STEP_INPUTS = "middle", {"some_data": [9, 9]}
+_earlier: dict[str, Any] = {}
+
+
+def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:
+    """A sandbox holding one run of ``case`` (made once per worker, untimed in
+    the warm-up round), its ``FlowRun`` and an ``ArtflowStep`` on it."""
+    global _engines
+    from pytest_artflow.engines import EngineSet
+    from pytest_artflow.runner import ArtflowRunner, RunDefaults
+    from pytest_artflow.step import ArtflowStep
+
+    if _engines is None:
+        _engines = EngineSet(_Hooks())
+    if case.name not in _earlier:
+        kept = _sandbox(str(sandbox.root.parent))  # under the benchmark's base directory
+        runner = ArtflowRunner(kept, _engines, _Hooks(), RunDefaults())
+        with kept.client_scope():
+            _earlier[case.name] = (kept, runner(case.flow), ArtflowStep(runner))
+    return _earlier[case.name]
+
+
+def run_spin(case: Case, sandbox: Any) -> None:
+    """Metaflow's own single-step re-run, as a user types it: ``python flow.py
+    spin <task>`` with an artifacts module, against a run in the sandbox."""
+    sandbox, run, _ = _earlier_run(case, sandbox)
+    module = sandbox.root / "tmp" / "spin_artifacts.py"
+    module.write_text(f"ARTIFACTS = {STEP_INPUTS!r}\n")
+    pathspec = run[STEP].task.pathspec.split("/", 1)[1]
+    spin = ["spin", pathspec, "--artifacts-module", str(module)]
+    subprocess.run(
+        [sys.executable, str(case.flow), "--no-pylint", *spin],
+        env=sandbox.environ(),
+        cwd=sandbox.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+
+
+def run_step(engine: str, rerun: bool) -> Variant:
+    """``ArtflowStep`` (what the ``artflow_step`` fixture calls) with ``engine``:
+    the step from scratch in a fresh sandbox, or re-run from an earlier run."""
+
+    def variant(case: Case, sandbox: Any) -> None:
+        kept, run, stepper = _earlier_run(case, sandbox)
+        if rerun:
+            with kept.client_scope():
+                task = stepper(run, STEP, inputs=STEP_INPUTS, engine=engine)
+        else:
+            from pytest_artflow.runner import ArtflowRunner, RunDefaults
+            from pytest_artflow.step import ArtflowStep
+
+            runner = ArtflowRunner(sandbox, _engines, _Hooks(), RunDefaults(engine=engine))
+            with sandbox.client_scope():
+                task = ArtflowStep(runner)(case.flow, STEP, inputs=STEP_INPUTS)
+        assert task.successful and task.changed, task
+
+    variant.__doc__ = f"artflow_step {engine}{' re-run' if rerun else ''}"
+    return variant
+
+
+STEP_VARIANTS: dict[str, Variant] = {
+    "(s) spin, re-run": run_spin,
+    "(t) step subprocess": run_step("subprocess", rerun=False),
+    "(u) step subprocess, re-run": run_step("subprocess", rerun=True),
+    "(v) step fork": run_step("fork", rerun=False),
+    "(w) step fork, re-run": run_step("fork", rerun=True),
+}
+
+CASES = [
+    Case("seed flow", ROOT / "examples" / "art_flow.py", {}, tasks=3),
+    Case("100-way foreach", FLOWS / "foreach_flow.py", {"width": 100}, tasks=103),
+    Case(
+        "50 MB artifact",
+        FLOWS / "big_artifact_flow.py",
+        {"size_mb": 50},
+        tasks=2,
+        artifact_bytes=50 * MB,
+    ),
+    Case(
+        "single step",
+        ROOT / "examples" / "art_flow.py",
+        {},
+        tasks=1,
+        variants=STEP_VARIANTS,
+    ),
+]
+
+
+# -- worker processes --
+
+
+def _sandbox(base: str) -> Any:
+    from pytest_artflow.sandbox import Sandbox
+
+    return Sandbox(Path(tempfile.mkdtemp(prefix="sandbox-", dir=base)))
+
+
+def _timing_worker(variant_name: str, base: str, conn: Any) -> None:
+    """Serve timed runs of one variant until told to stop."""
+    cases = {c.name: c for c in CASES}
+    try:
+        while True:
+            request = conn.recv()
+            if request is None:
+                break
+            case = cases[request]
+            sandbox = _sandbox(base)
+            try:
+                started = time.perf_counter()
+                _variants(case)[variant_name](case, sandbox)
+                conn.send(time.perf_counter() - started)
+            except Exception as exc:
+                conn.send(f"{type(exc).__name__}: {exc}")
+            finally:
+                shutil.rmtree(sandbox.root, ignore_errors=True)
+    finally:
+        if _engines is not None:
+            _engines.close()
+
+
+def _memory_worker(variant_name: str, case_name: str, base: str, conn: Any) -> None:
+    """One run in a fresh process; the largest RSS of the processes it waited for."""
+    case = next(c for c in CASES if c.name == case_name)
+    sandbox = _sandbox(base)
+    try:
+        _variants(case)[variant_name](case, sandbox)
+        if _engines is not None:
+            _engines.close()  # the fork server and its runs are waited for
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        itself = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        conn.send((children, itself))
+    except Exception as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(sandbox.root, ignore_errors=True)
+
+
+def _variants(case: Case) -> dict[str, Variant]:
+    return case.variants or VARIANTS
+
+
+# -- the benchmark --
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant and case")
+    parser.add_argument(
+        "--case", action="append", choices=[c.name for c in CASES], help="only these cases"
+    )
+    parser.add_argument(
+        "--tmp",
+        default=None,
+        help="directory for the sandboxes (default: the system's temp dir; "
+        "e.g. /dev/shm to take the disk out of the figures)",
+    )
+    options = parser.parse_args(argv)
+    cases = [c for c in CASES if not options.case or c.name in options.case]
+    names = list(dict.fromkeys(n for c in cases for n in _variants(c)))
+    spawn = multiprocessing.get_context("spawn")
+
+    import metaflow
+
+    print(
+        f"pytest-artflow engine benchmark: {options.repeat} timed runs per variant, "
+        f"Python {platform.python_version()}, metaflow {metaflow.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="artflow-bench-", dir=options.tmp) as base:
+        print(f"sandboxes under {base}", flush=True)
+        times = _time_all(spawn, base, cases, names, options.repeat)
+        _report_times(cases, names, times)
+        for case in cases:
+            if case.artifact_bytes:
+                _report_memory(spawn, base, case, names)
+    return 0
+
+
+def _time_all(
+    spawn: Any, base: str, cases: list[Case], names: list[str], repeat: int
+) -> dict[tuple[str, str], list[float]]:
+    workers = {}
+    for name in names:
+        ours, theirs = spawn.Pipe()
+        proc = spawn.Process(target=_timing_worker, args=(name, base, theirs), daemon=True)
+        proc.start()
+        workers[name] = (proc, ours)
+    times: dict[tuple[str, str], list[float]] = {}
+    try:
+        for case in cases:
+            print(f"  timing {case.name} ...", flush=True)
+            for round_ in range(repeat + 1):  # round 0 warms up, untimed
+                for name in _variants(case):
+                    _, conn = workers[name]
+                    conn.send(case.name)
+                    answer = conn.recv()
+                    if isinstance(answer, str):
+                        raise SystemExit(f"{name} on {case.name} failed: {answer}")
+                    if round_:
+                        times.setdefault((case.name, name), []).append(answer)
+    finally:
+        for proc, conn in workers.values():
+            conn.send(None)
+            proc.join(60)
+    return times
+
+
+def _report_times(
+    cases: list[Case], names: list[str], times: dict[tuple[str, str], list[float]]
+) -> None:
+    for case in cases:
+        reference = next(iter(_variants(case)))
+        print(f"\n{case.name} ({case.flow.relative_to(ROOT)}, {case.tasks} tasks)")
+        print(f"  {'variant':<26}{'min':>9}{'median':>9}   vs {reference.split()[0]} (median)")
+        base = statistics.median(times[(case.name, reference)])
+        for name in _variants(case):
+            values = times[(case.name, name)]
+            median = statistics.median(values)
+            print(f"  {name:<26}{min(values):>8.3f}s{median:>8.3f}s   {base / median:5.1f}x")
+    small = next((c for c in cases if c.name == "seed flow"), None)
+    large = next((c for c in cases if c.name == "100-way foreach"), None)
+    if small and large:
+        print(
+            f"\nper-task overhead: (median of {large.name} - median of {small.name}) / "
+            f"{large.tasks - small.tasks} extra tasks"
+        )
+        for name in _variants(small):
+            extra = statistics.median(times[(large.name, name)]) - statistics.median(
+                times[(small.name, name)]
+            )
+            print(f"  {name:<26}{1000 * extra / (large.tasks - small.tasks):8.1f} ms/task")
+
+
+def _report_memory(spawn: Any, base: str, case: Case, names: list[str]) -> None:
+    print(
+        f"\npeak memory, {case.name}: the largest RSS of any process of one run "
+        "(getrusage(RUSAGE_CHILDREN) in a fresh process); the reader's own peak apart"
+    )
+    for name in _variants(case):
+        ours, theirs = spawn.Pipe()
+        proc = spawn.Process(target=_memory_worker, args=(name, case.name, base, theirs))
+        proc.start()
+        answer = ours.recv()
+        proc.join()
+        if isinstance(answer, str):
+            raise SystemExit(f"{name} on {case.name} failed: {answer}")
+        children, itself = answer
+        print(
+            f"  {name:<26}{children / MB:7.0f} MB = {children / case.artifact_bytes:4.1f}x "
+            f"the artifact   (reading process: {itself / MB:.0f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
