@@ -37,7 +37,7 @@ from _pytest.pathlib import (
 from _pytest.python import path_matches_patterns
 
 from . import flows, report
-from .engines.launch import RUN_LOCALLY_ENV, missing_packages, remote_decorators
+from .engines.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
 from .errors import ArtflowError
 
 if TYPE_CHECKING:

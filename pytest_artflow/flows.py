@@ -111,7 +111,9 @@ def resolve(reference: object, search_dirs: Iterable[Path] = ()) -> FlowRef:
 
     if isinstance(reference, type):
         if not issubclass(reference, FlowSpec):
-            raise FlowReferenceError(f"{reference.__qualname__} is not a metaflow.FlowSpec subclass")
+            raise FlowReferenceError(
+                f"{reference.__qualname__} is not a metaflow.FlowSpec subclass"
+            )
         return _checked(_ref_for_class(reference))
     if isinstance(reference, FlowSpec):
         raise FlowReferenceError(

@@ -18,7 +18,7 @@ import pytest
 
 from . import collect, explain, hookspecs, registry, report
 from .engines import EngineSet
-from .engines.launch import RUN_LOCALLY_DEFAULT
+from .engines.remote import RUN_LOCALLY_DEFAULT
 from .runner import ArtflowRunner, RunDefaults
 from .sandbox import Sandbox
 from .step import ArtflowStep

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import explain
+from .engines.diagnostics import UNPICKLABLE_PREFIX
 from .errors import ArtflowError
 
 if TYPE_CHECKING:
@@ -345,6 +346,16 @@ def find_failure(run: FlowRun) -> Failure | None:
                 stdout=task.stdout,
                 stderr=task.stderr,
             )
+        unpicklable = _line_starting(task.stderr, UNPICKLABLE_PREFIX)
+        if unpicklable:
+            return Failure(
+                step=task.step,
+                task=task.pathspec,
+                exception_type="UnpicklableArtifactException",
+                message=unpicklable,
+                stdout=task.stdout,
+                stderr=task.stderr,
+            )
         return Failure(
             step=task.step,
             task=task.pathspec,
@@ -369,6 +380,13 @@ def user_traceback(text: str) -> str:
         if not skip:
             out.append(line)
     return "\n".join(out)
+
+
+def _line_starting(text: str, prefix: str) -> str | None:
+    for line in text.splitlines():
+        if line.strip().startswith(prefix):
+            return line.strip()
+    return None
 
 
 def _last_line(text: str) -> str:

@@ -176,7 +176,11 @@ def describe_failure(run: FlowRun) -> str:
     if failure is None:
         return f"{run.pathspec} failed:\n{_tail(run.output)}"
     where = f" in step {failure.step!r} (task {failure.task})" if failure.step else ""
-    what = f"{failure.exception_type}: {failure.message}" if failure.exception_type else failure.message
+    what = (
+        f"{failure.exception_type}: {failure.message}"
+        if failure.exception_type
+        else failure.message
+    )
     parts = [f"{run.pathspec} failed{where}: {what}"]
     if failure.traceback:
         parts.append("traceback:\n" + _tail(failure.traceback, 40))

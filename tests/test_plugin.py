@@ -189,9 +189,11 @@ def test_marker_sets_the_defaults_of_a_test(seed: pytest.Pytester) -> None:
         ),
         ({}, "missing.py", "*flow file 'missing.py' not found*"),
         (
-            {"noend.py": SEED.replace("def end(self)", "def finish(self)").replace(
-                "self.next(self.end)", "self.next(self.finish)"
-            )},
+            {
+                "noend.py": SEED.replace("def end(self)", "def finish(self)").replace(
+                    "self.next(self.end)", "self.next(self.finish)"
+                )
+            },
             "noend.py",
             "*Metaflow cannot run ArtFlow (*noend.py*): *end*",
         ),
@@ -241,7 +243,9 @@ def test_class_defined_in_a_test_function_is_refused(pytester: pytest.Pytester) 
 
 def test_flows_defined_in_the_test_module_and_module_references(pytester: pytest.Pytester) -> None:
     pkg = pytester.mkpydir("mypkg")
-    (pkg / "flows.py").write_text(SEED + SEED.replace("ArtFlow", "OtherFlow").split("if __name__")[0])
+    (pkg / "flows.py").write_text(
+        SEED + SEED.replace("ArtFlow", "OtherFlow").split("if __name__")[0]
+    )
     pytester.makepyfile(
         test_it="""
         from metaflow import FlowSpec, step
@@ -306,12 +310,15 @@ def test_isolation_home_cwd_and_client_state(seed: pytest.Pytester, tmp_path) ->
         mp.delenv("USERNAME", raising=False)
         for key, value in env.items():
             mp.setenv(key, value)
-        result = seed.runpytest_subprocess("-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}")
+        result = seed.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}"
+        )
     result.assert_outcomes(passed=2)
     assert os.listdir(home) == []
     # pytester's own basetemp and output files aside, the working directory is unchanged.
     after = [
-        n for n in os.listdir(seed.path)
+        n
+        for n in os.listdir(seed.path)
         if not n.startswith("runpytest") and n not in ("stdout", "stderr")
     ]
     assert sorted(after) == listing_before

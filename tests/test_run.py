@@ -57,7 +57,9 @@ def test_processes_run_inside_the_sandbox(artflow_run, artflow_sandbox, flow_fil
 
 
 def test_unknown_parameter_is_named(artflow_run, flow_file):
-    with pytest.raises(FlowReferenceError, match=r"no Parameter 'beta' \(its Parameters: alpha, my-config\)"):
+    with pytest.raises(
+        FlowReferenceError, match=r"no Parameter 'beta' \(its Parameters: alpha, my-config\)"
+    ):
         artflow_run(flow_file(LINEAR), beta=1)
 
 
@@ -299,7 +301,9 @@ def test_unknown_step_lists_the_real_ones(artflow_run):
     from examples.art_flow import ArtFlow
 
     run = artflow_run(ArtFlow)
-    with pytest.raises(KeyError, match="has no step 'nope'; the steps that ran: start, middle, end"):
+    with pytest.raises(
+        KeyError, match="has no step 'nope'; the steps that ran: start, middle, end"
+    ):
         run["nope"]
 
 
@@ -393,3 +397,35 @@ def test_sandbox_environment_drops_the_callers_metaflow_settings(artflow_sandbox
     assert "USERNAME" not in env
     assert env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(artflow_sandbox.root)
     assert os.environ["METAFLOW_DEFAULT_DATASTORE"] == "s3"
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_unpicklable_artifact_is_named_down_to_the_member(artflow_run, flow_file, engine):
+    path = flow_file(
+        """
+        import threading
+        from metaflow import FlowSpec, step
+
+        class Model:
+            def __init__(self):
+                self.callbacks = [print, len, threading.RLock()]
+
+        class LockFlow(FlowSpec):
+            @step
+            def start(self):
+                self.model = Model()
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = artflow_run(path, check=False, engine=engine)
+    assert run.failure.step == "start"
+    assert run.failure.exception_type == "UnpicklableArtifactException"
+    assert run.failure.message == (
+        'Cannot pickle dump artifact named "model": model.callbacks[2]: _thread.RLock'
+    )
+    with pytest.raises(FlowRunFailed, match=r"failed in step 'start'.*model\.callbacks\[2\]"):
+        artflow_run(path, engine=engine)

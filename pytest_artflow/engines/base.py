@@ -47,5 +47,5 @@ class Engine(abc.ABC):
     def run(self, job: RunJob) -> EngineResult:
         """Run the job to the end (or its timeout), leaving no process behind."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most engines keep nothing between runs
         """Release what the engine keeps between runs (called at session end)."""

@@ -20,7 +20,8 @@ import ast
 import os
 import sys
 import types
-from collections.abc import Iterable
+
+from . import remote
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -58,92 +59,6 @@ def load_as_main(path: str, names: dict[str, object] | None = None) -> types.Mod
     return module
 
 
-#: The decorators (Metaflow names, space-separated) a run removes from the flow
-#: in every one of its processes, so that their steps run here; set by the plugin.
-RUN_LOCALLY_ENV = "PYTEST_ARTFLOW_RUN_LOCALLY"
-#: What is removed unless the ini ``artflow_run_locally`` says otherwise: remote
-#: compute (the step would be shipped to AWS Batch or Kubernetes), its sizing,
-#: and environments Metaflow would build (which need ``--environment=conda``).
-_ENVIRONMENT_DECORATORS = ("conda", "pypi", "conda_base", "pypi_base")
-RUN_LOCALLY_DEFAULT = ("batch", "kubernetes", "resources", *_ENVIRONMENT_DECORATORS)
-
-
-def remote_decorators(flow_class: type, names: Iterable[str]) -> list[tuple[str | None, str]]:
-    """``(step, decorator)`` for each decorator among ``names`` on the flow
-    (``step`` is ``None`` for flow-level ones such as ``@pypi_base``)."""
-    from metaflow.flowspec import FlowStateItems
-
-    wanted = set(names)
-    found: list[tuple[str | None, str]] = [
-        (None, name)
-        for name in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS]
-        if name in wanted
-    ]
-    for step in flow_class._steps:
-        found += [(step.name, d.name) for d in step.decorators if d.name in wanted]
-    return found
-
-
-def missing_packages(flow_class: type, names: Iterable[str]) -> list[str]:
-    """Packages that ``@conda``/``@pypi`` (and their ``_base``) ask for and this
-    interpreter cannot import: such a step cannot run without the environment."""
-    import importlib.metadata
-    import importlib.util
-
-    from metaflow.flowspec import FlowStateItems
-
-    wanted = set(names) & set(_ENVIRONMENT_DECORATORS)
-    decos = [
-        (None, d)
-        for name, ds in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS].items()
-        if name in wanted
-        for d in ds
-    ]
-    decos += [(s.name, d) for s in flow_class._steps for d in s.decorators if d.name in wanted]
-    missing = []
-    for step, deco in decos:
-        for key in ("packages", "libraries"):
-            packages = deco.attributes.get(key)
-            for spec in packages if isinstance(packages, dict) else ():
-                name = spec.split("::")[-1].split("[")[0].strip()
-                try:
-                    importlib.metadata.distribution(name)
-                except importlib.metadata.PackageNotFoundError:
-                    if importlib.util.find_spec(name.replace("-", "_")) is None:
-                        where = f"step {step!r}" if step else "the flow"
-                        missing.append(f"{spec} (@{deco.name} on {where})")
-    return missing
-
-
-def run_locally(flow_class: type, names: Iterable[str]) -> None:
-    """Remove the decorators ``names`` from ``flow_class`` so every step runs in
-    this machine's processes, with this interpreter's packages.
-
-    Metaflow's own mutation API (``MutableFlow``/``MutableStep``, what a
-    ``FlowMutator`` uses in ``pre_mutate``) does the removal; it must happen in
-    every process of the run, since each task loads the flow anew.
-    """
-    names = list(names)
-    if not names:
-        return
-    missing = missing_packages(flow_class, names)
-    if missing:
-        sys.exit(
-            f"{flow_class.__name__}: pytest-artflow runs @conda/@pypi steps with the packages "
-            f"installed here, and these are not: {', '.join(missing)}. Install them in the "
-            "test environment."
-        )
-    from metaflow.user_decorators.mutable_flow import MutableFlow
-
-    flow = MutableFlow(flow_class, pre_mutate=True, inserted_by=["pytest-artflow"])
-    for name in names:
-        flow.remove_decorator(name)
-    for _, step in flow.steps:
-        for name in names:
-            step.remove_decorator(name)
-    flow_class._init_graph()  # type: ignore[attr-defined]
-
-
 def main(argv: list[str]) -> None:
     path, class_name, *args = argv
     path = os.path.abspath(path)
@@ -160,9 +75,13 @@ def task_entrypoint(path: str, class_name: str) -> list[str]:
 def run_cli(flow_class: type, path: str, class_name: str) -> None:
     """Everything ``main`` does once the flow file is loaded (the fork engine
     calls it in a process that loaded the file before it forked)."""
-    run_locally(flow_class, os.environ.get(RUN_LOCALLY_ENV, "").split())
+    remote.run_locally(flow_class, os.environ.get(remote.RUN_LOCALLY_ENV, "").split())
 
     from metaflow import parameters
+
+    from . import diagnostics
+
+    diagnostics.install()
 
     entrypoint = task_entrypoint(path, class_name)
     with parameters.flow_context(flow_class):

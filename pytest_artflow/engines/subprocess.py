@@ -3,6 +3,7 @@ a fresh interpreter, exactly as ``python flow.py run`` does it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,10 +15,8 @@ from .base import Engine, EngineResult, RunJob
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the child and every process it started (they share its group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
