@@ -337,7 +337,7 @@ REMOTE = """
 from metaflow import FlowSpec, batch, kubernetes, pypi, pypi_base, resources, step
 
 
-@pypi_base(packages={"cloudpickle": "3.0.0"})
+@pypi_base(packages={"hypothesis": "6.100.0"})
 class RemoteFlow(FlowSpec):
     @batch(cpu=2, memory=4000)
     @step
@@ -349,9 +349,9 @@ class RemoteFlow(FlowSpec):
     @resources(cpu=8, memory=64000)
     @step
     def train(self):
-        import cloudpickle
+        import hypothesis
 
-        self.loaded = cloudpickle.__name__
+        self.loaded = hypothesis.__name__
         self.next(self.end)
 
     @pypi(packages={"numpy": "1.26.0"})

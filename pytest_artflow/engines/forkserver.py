@@ -542,6 +542,7 @@ class Zygote:
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
         self.warm_imports()
+        self.warm_git_info()
         threads = _native_threads()
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
@@ -569,6 +570,14 @@ class Zygote:
     def report(self, **status: Any) -> None:
         os.write(self.status_fd, json.dumps(status).encode())
         os.close(self.status_fd)
+
+    def warm_git_info(self) -> None:
+        """Fill Metaflow's own per-process cache of the flow's git information
+        (five ``git`` calls) once, for M and every task to inherit: within one
+        run each of them would find the same repository, branch and commit."""
+        from metaflow import metaflow_git
+
+        metaflow_git.get_repository_info(path=os.path.dirname(os.path.abspath(self.path)))
 
     def warm_imports(self) -> None:
         """Import what the flow file imports (anywhere in it, steps included),
