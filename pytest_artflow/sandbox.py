@@ -73,6 +73,7 @@ class Sandbox:
         from metaflow.plugins.datastores.local_storage import LocalStorage
         from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
 
+        # ``INFO`` is a validating property; its raw ``_INFO`` is saved and restored.
         saved = (
             core.current_metadata,
             core.current_namespace,
