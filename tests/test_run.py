@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from pytest_artflow import FlowReferenceError, FlowRunFailed
+
+CORPUS = Path(__file__).parent / "flows"
 
 LINEAR = """
     from metaflow import FlowSpec, Parameter, JSONType, step
@@ -219,36 +222,10 @@ def test_catch_records_the_exception_and_goes_on(artflow_run, flow_file):
     assert run["end"].data.caught == "MetaflowExceptionWrapper"
 
 
-def test_switch_runs_only_the_chosen_branch(artflow_run, flow_file):
-    path = flow_file(
-        """
-        from metaflow import FlowSpec, Parameter, step
-
-        class SwitchFlow(FlowSpec):
-            mode = Parameter("mode", default="fast")
-
-            @step
-            def start(self):
-                self.next({"fast": self.fast, "slow": self.slow}, condition="mode")
-
-            @step
-            def fast(self):
-                self.speed = "fast"
-                self.next(self.end)
-
-            @step
-            def slow(self):
-                self.speed = "slow"
-                self.next(self.end)
-
-            @step
-            def end(self):
-                pass
-        """
-    )
-    run = artflow_run(path, mode="slow")
+def test_switch_runs_only_the_chosen_branch(artflow_run):
+    run = artflow_run(CORPUS / "switch_flow.py", mode="slow")
     assert run.steps == ["start", "slow", "end"]
-    assert run["end"].data.speed == "slow"
+    assert run["end"].data.outcome == "slow via start"
 
 
 FAILING = """
