@@ -71,16 +71,21 @@ def _cli_args(case: Case) -> list[str]:
     return args
 
 
-def run_cli(case: Case, sandbox: Any) -> None:
-    """(a) Metaflow's CLI, as a user types it, in the sandbox's environment."""
+def _flow_command(case: Case, sandbox: Any, *args: str) -> None:
+    """``python flow.py ARGS``, as a user types it, in the sandbox's environment."""
     subprocess.run(
-        [sys.executable, str(case.flow), "--no-pylint", "run", *_cli_args(case)],
+        [sys.executable, str(case.flow), "--no-pylint", *args],
         env=sandbox.environ(),
         cwd=sandbox.root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=True,
     )
+
+
+def run_cli(case: Case, sandbox: Any) -> None:
+    """(a) Metaflow's CLI, as a user types it, in the sandbox's environment."""
+    _flow_command(case, sandbox, "run", *_cli_args(case))
 
 
 def run_runner(case: Case, sandbox: Any) -> None:
@@ -174,14 +179,7 @@ def run_spin(case: Case, sandbox: Any) -> None:
     module.write_text(f"ARTIFACTS = {STEP_INPUTS!r}\n")
     pathspec = run[STEP].task.pathspec.split("/", 1)[1]
     spin = ["spin", pathspec, "--artifacts-module", str(module)]
-    subprocess.run(
-        [sys.executable, str(case.flow), "--no-pylint", *spin],
-        env=sandbox.environ(),
-        cwd=sandbox.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
+    _flow_command(case, sandbox, *spin)
 
 
 def run_step(engine: str, rerun: bool) -> Variant:

@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-SEED = """
-from metaflow import FlowSpec, step
-
-
-class ArtFlow(FlowSpec):
-    @step
-    def start(self):
-        self.some_data = [1, 2, 3]
-        self.next(self.middle)
-
-    @step
-    def middle(self):
-        print(f"the data artifact is: {self.some_data}")
-        self.some_data[-1] = 4
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    ArtFlow()
-"""
+# The seed flow, as users have it (with its `if __name__ == "__main__"` block).
+SEED = (Path(__file__).parents[1] / "examples" / "art_flow.py").read_text()
 
 
 @pytest.fixture
