@@ -276,7 +276,9 @@ def read_run(
             for name in flow.step_names
             if name in present
         }
-        successful = bool(run.successful)
+    # A run is successful if its end step is (``Run.successful``).
+    end = steps.get(flow.flow_class._graph.end_step)
+    successful = bool(end and end.task.successful)
     result = FlowRun(
         flow_name=flow.name,
         run_id=str(run_id),
@@ -298,32 +300,89 @@ def read_run(
 def read_task(task: Task) -> TaskResult:
     from metaflow import Task
 
+    # A task named with its attempt reads that attempt's metadata only, and
+    # does not look up which attempt is the latest each time it is asked.
     attempts = [
         _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
-        for n in range(task.current_attempt)
+        for n in range(task.current_attempt + 1)
     ]
-    final = _read_attempt(task)
-    final.attempts = [*attempts, final]
+    final = attempts[-1]
+    final.attempts = attempts
     return final
 
 
 def _read_attempt(task: Task) -> TaskResult:
-    stack = task["_foreach_stack"].data if "_foreach_stack" in task else []
-    result = TaskResult(
+    # The metadata is read once: it says where the artifacts are, and it is
+    # what the logs are read with.
+    meta = task.metadata_dict
+    stored = _stored_artifacts(task, meta)
+    stack = stored.get("_foreach_stack") or []
+    return TaskResult(
         pathspec=task.pathspec,
         step=task.parent.id,
-        artifacts={a.id: a.data for a in task},
-        stdout=task.stdout or "",
-        stderr=task.stderr or "",
-        successful=bool(task.successful),
-        finished=bool(task.finished),
-        index=task.index,
+        # What the client lists as the task's artifacts: Metaflow's own
+        # (``_``-prefixed) ones are not among them.
+        artifacts={k: v for k, v in stored.items() if not k.startswith("_")},
+        stdout=_log(task, "stdout", meta),
+        stderr=_log(task, "stderr", meta),
+        # ``Task.successful``, ``.finished`` and ``.exception`` are these artifacts.
+        successful=bool(stored.get("_success", False)),
+        finished=bool(stored.get("_task_ok", False)),
+        index=stack[-1].index if stack else None,
         attempt=task.current_attempt,
-        exception=task["_exception"].data if "_exception" in task else None,
+        exception=stored.get("_exception"),
         # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
-        order=(tuple(f.index for f in stack or ()), int(task.id) if task.id.isdigit() else 0),
+        order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
     )
-    return result
+
+
+def _stored_artifacts(task: Task, meta: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every artifact ``task`` (an attempt) stored, Metaflow's own too, read
+    with one ``TaskDataStore``, as a task reads its inputs.
+
+    The client's ``DataArtifact.data`` would copy each value into its file
+    cache first, a directory and a file per artifact: most of the cost of
+    reading a run. Empty if the attempt stored nothing (it was killed).
+    """
+    from metaflow.includefile import IncludedFile
+
+    store = task_datastore(task, meta)
+    if store is None:
+        return {}
+    loaded = store.load_artifacts([name for name, _ in store.items()])
+    # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
+    return {
+        name: value.decode(name) if isinstance(value, IncludedFile) else value
+        for name, value in loaded
+    }
+
+
+def task_datastore(task: Task, meta: Mapping[str, str] | None = None) -> Any:
+    """Metaflow's ``TaskDataStore`` of ``task`` (an attempt), where its
+    metadata says it stored its artifacts; ``None`` if it stored none."""
+    from metaflow.datastore import FlowDataStore
+    from metaflow.exception import MetaflowException
+    from metaflow.plugins import DATASTORES
+
+    meta = task.metadata_dict if meta is None else meta
+    storage = [d for d in DATASTORES if meta.get("ds-type") == d.TYPE]
+    if not storage or not meta.get("ds-root"):
+        return None  # the attempt never started
+    flow_name, run_id, step_name, task_id = task.pathspec.split("/")
+    flow_store = FlowDataStore(flow_name, storage_impl=storage[0], ds_root=meta["ds-root"])
+    try:
+        return flow_store.get_task_datastore(
+            run_id, step_name, task_id, attempt=task.current_attempt
+        )
+    except MetaflowException:
+        return None  # the attempt did not end
+
+
+def _log(task: Task, stream: str, meta: dict[str, str]) -> str:
+    """``task.stdout``/``task.stderr``, given the task's metadata."""
+    if meta.get(f"log_location_{stream}"):  # logs of Metaflow before 2.0
+        return getattr(task, stream) or ""
+    return "".join(line + "\n" for _, line in task.loglines(stream, meta_dict=meta))
 
 
 def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:

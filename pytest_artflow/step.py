@@ -507,29 +507,28 @@ def _read_text(path: Path) -> str:
 def _read_step(
     flow: FlowRef, scratch: Path, pathspec: str
 ) -> tuple[TaskResult, dict[str, str]] | None:
-    """The step's task and its artifacts' keys, read with Metaflow's client
-    pointed at the scratch datastore."""
+    """The step's task, its transition and its artifacts' keys, read with
+    Metaflow's client and datastore pointed at the scratch datastore."""
     from metaflow import Task
     from metaflow.exception import MetaflowNotFound
 
-    from .result import main_module_as, read_task
+    from .result import main_module_as, read_task, task_datastore
     from .sandbox import Sandbox
 
     with Sandbox(scratch).client_scope(), main_module_as(flow.module):
         try:
-            client_task = Task(pathspec, _namespace_check=False)
-            result = read_task(client_task)
+            result = read_task(Task(pathspec, _namespace_check=False))
         except MetaflowNotFound:
             return None
-        shas = {artifact.id: artifact.sha for artifact in client_task}
-        transition = client_task["_transition"].data if "_transition" in client_task else None
-        splits = (
-            client_task["_foreach_num_splits"].data
-            if "_foreach_num_splits" in client_task
-            else None
-        )
+        store = task_datastore(Task(pathspec, attempt=result.attempt, _namespace_check=False))
+        stored = dict(store.items()) if store is not None else {}
+        wanted = [name for name in ("_transition", "_foreach_num_splits") if name in stored]
+        found = dict(store.load_artifacts(wanted)) if wanted else {}
+    transition = found.get("_transition")
     result.next_steps = list(transition[0]) if transition else []
-    result.foreach_splits = splits
+    result.foreach_splits = found.get("_foreach_num_splits")
+    # The keys of the artifacts the client lists (not Metaflow's own).
+    shas = {name: key for name, key in stored.items() if not name.startswith("_")}
     return result, shas
 
 

@@ -284,6 +284,17 @@ def test_unknown_step_lists_the_real_ones(artflow_run):
         run["nope"]
 
 
+def test_reading_a_run_copies_nothing_into_the_client_cache(artflow_run, artflow_sandbox):
+    from examples.art_flow import ArtFlow
+
+    run = artflow_run(ArtFlow)
+    assert run["end"].data.some_data == [1, 2, 4]
+    # Artifacts are loaded straight from the datastore; the client's file
+    # cache would cost a directory and a file per artifact.
+    cache = artflow_sandbox.root / "client_cache"
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
 def test_client_sees_the_sandbox_and_nothing_else(artflow_run):
     from metaflow import Flow, Run, namespace
 
