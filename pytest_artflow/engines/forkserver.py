@@ -81,7 +81,8 @@ PER_RUN_PATH = "PYTHONPATH"
 #: Variables Metaflow's runtime adds to every task's environment; any other
 #: difference from the run's environment makes the task a fresh interpreter.
 TASK_ENV_KEYS = frozenset({"METAFLOW_RUN_ID", "PYTHONUNBUFFERED"})
-#: What S imports before it serves: what every run and task needs...
+#: What S imports before it serves: what every run, task and single-step job
+#: needs...
 PRELOAD = (
     "metaflow",
     "metaflow.runtime",
@@ -91,6 +92,8 @@ PRELOAD = (
     "metaflow.cli_components.utils",
     "metaflow.plugins.cards.card_decorator",
     "pytest_artflow.engines.launch",
+    "pytest_artflow.engines.diagnostics",
+    "pytest_artflow.step",
 )
 #: ...except Metaflow's CLI: it adds the flow's options (Parameters, flow
 #: decorator options) when it is imported, so each process imports it for
@@ -422,6 +425,7 @@ class Server:
         imported = [name for name in FLOW_DEPENDENT if name in sys.modules]
         if imported:
             raise RuntimeError(f"preloading imported {imported}, which must load per flow")
+        warm_caches()
         from metaflow import metaflow_config_funcs
 
         self.config_files = (
@@ -752,6 +756,20 @@ class Zygote:
             launch.run_cli(self.load_flow(), self.path, self.class_name)
 
         return run_as_program(main)
+
+
+def warm_caches() -> None:
+    """Fill the per-process caches whose contents are the same in every
+    process of every run, so that no run or task fills them again: Metaflow's
+    version (a ``git describe`` of Metaflow's own directory, asked by every
+    process's CLI) and the compiled patterns with which ``inspect`` and
+    ``tokenize`` read source code (as Metaflow does for each flow class)."""
+    import inspect
+
+    from metaflow import metaflow_version
+
+    metaflow_version.get_version()
+    inspect.getsource(warm_caches)
 
 
 def _job_sys_path(server: Server, pythonpath: str, cwd: str) -> list[str]:
