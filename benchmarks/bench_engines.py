@@ -254,11 +254,12 @@ def _timing_worker(variant_name: str, base: str, conn: Any) -> None:
             try:
                 started = time.perf_counter()
                 _variants(case)[variant_name](case, sandbox)
-                conn.send(time.perf_counter() - started)
+                answer: float | str = time.perf_counter() - started
             except Exception as exc:
-                conn.send(f"{type(exc).__name__}: {exc}")
-            finally:
-                shutil.rmtree(sandbox.root, ignore_errors=True)
+                answer = f"{type(exc).__name__}: {exc}"
+            # Removed before answering, so that no deletion runs beside the next timed run.
+            shutil.rmtree(sandbox.root, ignore_errors=True)
+            conn.send(answer)
     finally:
         if _engines is not None:
             _engines.close()
