@@ -37,10 +37,19 @@ class FlowRef:
     #: The module holding ``flow_class`` in this process. The flow's processes
     #: run ``file`` as ``__main__``, so pickles naming ``__main__.X`` resolve here.
     module: ModuleType
+    #: Defined inside a function (a test): the class has no name in ``file``,
+    #: so it is shipped to the flow's processes by value, with cloudpickle.
+    local: bool = False
 
     @property
     def name(self) -> str:
         return self.flow_class.__name__
+
+    @property
+    def main_module(self) -> ModuleType | None:
+        """The module whose classes are ``__main__`` ones in the flow's processes
+        (none for a shipped class: its file is not run there)."""
+        return None if self.local else self.module
 
     @cached_property
     def parameters(self) -> dict[str, Any]:
@@ -240,12 +249,7 @@ def _pick(module: ModuleType, file: Path, class_name: str, text: str) -> FlowRef
 
 
 def _ref_for_class(cls: type[FlowSpec]) -> FlowRef:
-    if "<locals>" in cls.__qualname__:
-        raise FlowReferenceError(
-            f"{cls.__qualname__} is defined inside a function; Metaflow starts every step "
-            "in a new process that loads the flow from its file, so define the class at "
-            "module level"
-        )
+    local = "<locals>" in cls.__qualname__
     module = sys.modules.get(cls.__module__)
     try:
         file = Path(inspect.getfile(cls)).resolve()
@@ -256,12 +260,12 @@ def _ref_for_class(cls: type[FlowSpec]) -> FlowRef:
             f"{cls.__qualname__} was not loaded from a Python file; Metaflow needs a file "
             "to start the flow's processes from"
         )
-    if getattr(module, cls.__name__, None) is not cls:
+    if not local and getattr(module, cls.__name__, None) is not cls:
         raise FlowReferenceError(
             f"{cls.__qualname__} is not reachable as {cls.__name__} in {file}; Metaflow "
             "loads the flow by that name from the file"
         )
-    return FlowRef(cls, file, module)
+    return FlowRef(cls, file, module, local=local)
 
 
 def _checked(ref: FlowRef) -> FlowRef:

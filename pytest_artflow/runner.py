@@ -10,7 +10,7 @@ from typing import Any
 
 from . import flows
 from .engines import EngineSet, RunJob
-from .errors import ArtflowError, FlowRunFailed
+from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
 from .result import FlowRun, read_run
 from .sandbox import Sandbox
 
@@ -91,13 +91,31 @@ class ArtflowRunner:
         """A Metaflow command for ``config``'s flow; ``args`` follow the top-level options."""
         return RunJob(
             flow_file=config.flow.file,
-            class_name=config.flow.name,
+            class_name=self._shipped(config.flow) if config.flow.local else config.flow.name,
             # No pylint: it is not part of what a flow does, and slow.
             args=["--no-pylint", *args],
             env=self.sandbox.environ(config.env),
             cwd=self.sandbox.root,
             timeout=config.timeout,
         )
+
+    def _shipped(self, flow: flows.FlowRef) -> str:
+        """A class defined in a function, pickled by value into the sandbox for
+        the flow's processes to load (``launch.load_flow``)."""
+        import cloudpickle
+
+        from .engines.launch import SHIPPED
+
+        path = self.sandbox.root / "tmp" / f"{flow.name}-{next(self._ids)}.flow.pickle"
+        try:
+            path.write_bytes(cloudpickle.dumps(flow.flow_class))
+        except Exception as exc:
+            raise FlowReferenceError(
+                f"{flow.flow_class.__qualname__} is defined inside a function and is sent "
+                f"to the flow's processes with cloudpickle, which fails on it: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return SHIPPED + str(path)
 
     def __call__(self, flow: object, *, check: bool = True, **options: Any) -> FlowRun:
         __tracebackhide__ = True

@@ -259,11 +259,15 @@ class _FlowFilePickler(pickle.Pickler):
         return NotImplemented
 
 
-def ship(name: str, value: Any, module: ModuleType) -> bytes:
-    """``value`` pickled for the step's process, or a clear error naming the input."""
+def ship(name: str, value: Any, module: ModuleType | None) -> bytes:
+    """``value`` pickled for the step's process, or a clear error naming the input.
+    Classes of ``module`` (if any) are ``__main__`` ones in that process."""
     buffer = io.BytesIO()
     try:
-        _FlowFilePickler(buffer, module).dump(value)
+        if module is None:
+            pickle.dump(value, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            _FlowFilePickler(buffer, module).dump(value)
     except Exception as exc:
         raise ArtflowError(
             f"{name} cannot become an artifact: Metaflow stores artifacts with pickle, "
@@ -627,11 +631,13 @@ class _Shaper:
         """``input=`` as the foreach variable Metaflow reads ``self.input`` from
         (``var[index]``), under a private name: the step sees no variable it
         was not given."""
-        shipped[INPUT_ARTIFACT] = ship("input", [None] * index + [self.input], self.flow.module)
+        shipped[INPUT_ARTIFACT] = ship(
+            "input", [None] * index + [self.input], self.flow.main_module
+        )
 
     def _ship(self, values: Mapping[str, Any], where: str) -> dict[str, bytes]:
         self._check_names(values, where)
-        return {k: ship(f"{where}[{k!r}]", v, self.flow.module) for k, v in values.items()}
+        return {k: ship(f"{where}[{k!r}]", v, self.flow.main_module) for k, v in values.items()}
 
     def _branches(self, inputs: Any, partial: bool = False) -> list[tuple[str, Mapping[str, Any]]]:
         """``(parent step, artifacts)`` per input of the step, in the order given

@@ -197,27 +197,31 @@ def test_bad_flow_references_get_one_clear_message(
     assert "pytest_artflow/" not in result.stdout.str()
 
 
-def test_class_defined_in_a_test_function_is_refused(pytester: pytest.Pytester) -> None:
+def test_class_defined_in_a_test_function_runs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_it="""
         from metaflow import FlowSpec, step
+
+        def shout(text):
+            return text.upper()
 
         def test_it(artflow_run):
             class LocalFlow(FlowSpec):
                 @step
                 def start(self):
+                    self.word = shout("hi")
                     self.next(self.end)
 
                 @step
                 def end(self):
                     pass
 
-            artflow_run(LocalFlow)
+            run = artflow_run(LocalFlow)
+            assert run["end"].data.word == "HI"
         """
     )
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*LocalFlow is defined inside a function*module level*"])
+    result.assert_outcomes(passed=1)
 
 
 def test_flows_defined_in_the_test_module_and_module_references(pytester: pytest.Pytester) -> None:

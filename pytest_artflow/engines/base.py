@@ -19,6 +19,8 @@ class RunJob:
     """
 
     flow_file: Path
+    #: The flow class's name in ``flow_file``, or ``shipped:<pickle>`` for a
+    #: class defined inside a function (``launch.load_flow``).
     class_name: str
     args: list[str]
     env: dict[str, str]

@@ -586,9 +586,21 @@ class Zygote:
     def warm_imports(self) -> None:
         """Import what the flow file imports (anywhere in it, steps included),
         so that no task pays for it; the flow's own code runs in M and each
-        task, once, as in a new process."""
+        task, once, as in a new process. A shipped class is unpickled once
+        here for the same reason: that imports what it refers to."""
         import ast
 
+        from pytest_artflow.engines import launch
+
+        if self.class_name.startswith(launch.SHIPPED):
+            # A shipped class imports what it refers to as it is unpickled.
+            saved = sys.modules["__main__"]
+            try:
+                with contextlib.suppress(BaseException):
+                    launch.load_flow(self.path, self.class_name, dict(self.main_names))
+            finally:
+                sys.modules["__main__"] = saved
+            return
         try:
             with open(self.path, "rb") as f:
                 tree = ast.parse(f.read(), filename=self.path)
@@ -654,10 +666,10 @@ class Zygote:
         return None
 
     def load_flow(self) -> type:
-        """The flow file as ``__main__``, as ``launch.main`` loads it."""
+        """The flow class, as ``launch.main`` loads it."""
         from pytest_artflow.engines import launch
 
-        return getattr(launch.load_as_main(self.path, self.main_names), self.class_name)
+        return launch.load_flow(self.path, self.class_name, self.main_names)
 
     def run_main(self, sock: socket.socket) -> int:
         """M: Metaflow's CLI, with its runtime's task launcher swapped."""

@@ -4,7 +4,8 @@ FLOW_FILE CLASS_NAME [metaflow arguments...]``.
 It does what ``python flow.py ...`` does, with two differences: the flow file's
 ``if __name__ == "__main__":`` block is left out (so a file holding several
 flows, or none run from the block, works), and the class named on the command
-line is the one handed to Metaflow's CLI. The file runs as the real
+line is the one handed to Metaflow's CLI (or, for a class defined inside a
+function, a pickle of it: ``load_flow``). The file runs as the real
 ``__main__`` module, exactly as under ``python flow.py run``, so artifacts of
 classes defined in it pickle as ``__main__.X`` in both cases.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import os
+import pickle
 import sys
 import types
 
@@ -49,14 +51,64 @@ def load_as_main(path: str, names: dict[str, object] | None = None) -> types.Mod
     imports it made before forking put on ``__main__`` (Metaflow's
     ``ForeachFrame``), which in a new process they put there during the load.
     """
+    module = _new_main(path, names)
+    exec(compile_flow_file(path), module.__dict__)
+    return module
+
+
+def _new_main(path: str, names: dict[str, object] | None) -> types.ModuleType:
+    """A fresh ``__main__`` for ``path``, in place, with ``path``'s directory
+    first on ``sys.path`` (as ``python path`` has it)."""
     module = types.ModuleType("__main__")
     module.__dict__.update(names or {})
     module.__file__ = path
     module.__builtins__ = __builtins__  # type: ignore[attr-defined]
     sys.modules["__main__"] = module
     sys.path[0] = os.path.dirname(path)
-    exec(compile_flow_file(path), module.__dict__)
     return module
+
+
+#: A class name of this form names a pickle of the flow class instead (see ``load_flow``).
+SHIPPED = "shipped:"
+
+
+def load_flow(path: str, class_name: str, names: dict[str, object] | None = None) -> type:
+    """The flow class: ``class_name`` in the flow file, loaded as ``__main__``.
+
+    A class defined inside a function (a test) has no name in its file; it is
+    shipped by value instead, as ``shipped:<pickle file>`` written with
+    cloudpickle, and ``path`` is the file that defines it (the script name
+    Metaflow records). ``__main__`` is then an empty module, as the class's
+    own module is not executed: what the class refers to is imported by name
+    while it is unpickled.
+    """
+    if not class_name.startswith(SHIPPED):
+        return getattr(load_as_main(path, names), class_name)
+    _new_main(path, names)
+    with open(class_name.removeprefix(SHIPPED), "rb") as f:
+        flow_class: type = pickle.load(f)
+    _restore_source_file(flow_class, path)
+    return flow_class
+
+
+#: What cloudpickle names the file of every function it ships by value.
+_DYNAMIC_CODE = "<dynamic-code>"
+
+
+def _restore_source_file(flow_class: type, path: str) -> None:
+    """Point the shipped class's functions back at the file that defines them:
+    Metaflow reads each step's source to build the flow's graph, and
+    tracebacks show its lines."""
+
+    def restored(code: types.CodeType) -> types.CodeType:
+        consts = tuple(restored(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        filename = path if code.co_filename == _DYNAMIC_CODE else code.co_filename
+        return code.replace(co_filename=filename, co_consts=consts)
+
+    for value in vars(flow_class).values():
+        func = getattr(value, "__func__", value)  # staticmethod, classmethod
+        if isinstance(func, types.FunctionType):
+            func.__code__ = restored(func.__code__)
 
 
 def main(argv: list[str]) -> None:
@@ -64,7 +116,7 @@ def main(argv: list[str]) -> None:
     path = os.path.abspath(path)
     # Metaflow records sys.argv[0] as the script name; make it the flow file.
     sys.argv = [path, *args]
-    run_cli(getattr(load_as_main(path), class_name), path, class_name)
+    run_cli(load_flow(path, class_name), path, class_name)
 
 
 def task_entrypoint(path: str, class_name: str) -> list[str]:
