@@ -297,91 +297,98 @@ def read_run(
     return result
 
 
+@dataclass
+class StoredAttempt:
+    """What one task attempt stored: every artifact, Metaflow's own
+    (``_transition``, ``_foreach_num_splits``...) too, and each one's content key."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
 def read_task(task: Task) -> TaskResult:
+    return read_task_stored(task)[0]
+
+
+def read_task_stored(task: Task) -> tuple[TaskResult, StoredAttempt]:
+    """The task (its last attempt, with every attempt in ``attempts``) and
+    what its last attempt stored."""
     from metaflow import Task
 
     # A task named with its attempt reads that attempt's metadata only, and
     # does not look up which attempt is the latest each time it is asked.
-    attempts = [
+    read = [
         _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
         for n in range(task.current_attempt + 1)
     ]
-    final = attempts[-1]
-    final.attempts = attempts
-    return final
+    final, stored = read[-1]
+    final.attempts = [result for result, _ in read]
+    return final, stored
 
 
-def _read_attempt(task: Task) -> TaskResult:
+def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
     # The metadata is read once: it says where the artifacts are, and it is
     # what the logs are read with.
     meta = task.metadata_dict
-    stored = _stored_artifacts(task, meta)
-    stack = stored.get("_foreach_stack") or []
-    return TaskResult(
+    stored = _load_stored(task, meta)
+    values = stored.values
+    stack = values.get("_foreach_stack") or []
+    result = TaskResult(
         pathspec=task.pathspec,
         step=task.parent.id,
         # What the client lists as the task's artifacts: Metaflow's own
         # (``_``-prefixed) ones are not among them.
-        artifacts={k: v for k, v in stored.items() if not k.startswith("_")},
+        artifacts={k: v for k, v in values.items() if not k.startswith("_")},
         stdout=_log(task, "stdout", meta),
         stderr=_log(task, "stderr", meta),
         # ``Task.successful``, ``.finished`` and ``.exception`` are these artifacts.
-        successful=bool(stored.get("_success", False)),
-        finished=bool(stored.get("_task_ok", False)),
+        successful=bool(values.get("_success", False)),
+        finished=bool(values.get("_task_ok", False)),
         index=stack[-1].index if stack else None,
         attempt=task.current_attempt,
-        exception=stored.get("_exception"),
+        exception=values.get("_exception"),
         # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
         order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
     )
+    return result, stored
 
 
-def _stored_artifacts(task: Task, meta: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every artifact ``task`` (an attempt) stored, Metaflow's own too, read
-    with one ``TaskDataStore``, as a task reads its inputs.
+def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
+    """What ``task`` (an attempt) stored, read with one ``TaskDataStore``
+    where its metadata says it wrote, as a task reads its inputs; nothing if
+    the attempt never started or did not end (it was killed).
 
     The client's ``DataArtifact.data`` would copy each value into its file
     cache first, a directory and a file per artifact: most of the cost of
-    reading a run. Empty if the attempt stored nothing (it was killed).
+    reading a run.
     """
-    from metaflow.includefile import IncludedFile
-
-    store = task_datastore(task, meta)
-    if store is None:
-        return {}
-    loaded = store.load_artifacts([name for name, _ in store.items()])
-    # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
-    return {
-        name: value.decode(name) if isinstance(value, IncludedFile) else value
-        for name, value in loaded
-    }
-
-
-def task_datastore(task: Task, meta: Mapping[str, str] | None = None) -> Any:
-    """Metaflow's ``TaskDataStore`` of ``task`` (an attempt), where its
-    metadata says it stored its artifacts; ``None`` if it stored none."""
     from metaflow.datastore import FlowDataStore
     from metaflow.exception import MetaflowException
+    from metaflow.includefile import IncludedFile
     from metaflow.plugins import DATASTORES
 
-    meta = task.metadata_dict if meta is None else meta
     storage = [d for d in DATASTORES if meta.get("ds-type") == d.TYPE]
     if not storage or not meta.get("ds-root"):
-        return None  # the attempt never started
+        return StoredAttempt()
     flow_name, run_id, step_name, task_id = task.pathspec.split("/")
     flow_store = FlowDataStore(flow_name, storage_impl=storage[0], ds_root=meta["ds-root"])
     try:
-        return flow_store.get_task_datastore(
+        store = flow_store.get_task_datastore(
             run_id, step_name, task_id, attempt=task.current_attempt
         )
     except MetaflowException:
-        return None  # the attempt did not end
+        return StoredAttempt()
+    keys = dict(store.items())
+    # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
+    values = {
+        name: value.decode(name) if isinstance(value, IncludedFile) else value
+        for name, value in store.load_artifacts(list(keys))
+    }
+    return StoredAttempt(values, keys)
 
 
-def _log(task: Task, stream: str, meta: dict[str, str]) -> str:
+def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:
     """``task.stdout``/``task.stderr``, given the task's metadata."""
-    if meta.get(f"log_location_{stream}"):  # logs of Metaflow before 2.0
-        return getattr(task, stream) or ""
     return "".join(line + "\n" for _, line in task.loglines(stream, meta_dict=meta))
 
 

@@ -516,23 +516,19 @@ def _read_step(
     from metaflow import Task
     from metaflow.exception import MetaflowNotFound
 
-    from .result import main_module_as, read_task, task_datastore
+    from .result import main_module_as, read_task_stored
     from .sandbox import Sandbox
 
     with Sandbox(scratch).client_scope(), main_module_as(flow.module):
         try:
-            result = read_task(Task(pathspec, _namespace_check=False))
+            result, stored = read_task_stored(Task(pathspec, _namespace_check=False))
         except MetaflowNotFound:
             return None
-        store = task_datastore(Task(pathspec, attempt=result.attempt, _namespace_check=False))
-        stored = dict(store.items()) if store is not None else {}
-        wanted = [name for name in ("_transition", "_foreach_num_splits") if name in stored]
-        found = dict(store.load_artifacts(wanted)) if wanted else {}
-    transition = found.get("_transition")
+    transition = stored.values.get("_transition")
     result.next_steps = list(transition[0]) if transition else []
-    result.foreach_splits = found.get("_foreach_num_splits")
+    result.foreach_splits = stored.values.get("_foreach_num_splits")
     # The keys of the artifacts the client lists (not Metaflow's own).
-    shas = {name: key for name, key in stored.items() if not name.startswith("_")}
+    shas = {name: key for name, key in stored.keys.items() if not name.startswith("_")}
     return result, shas
 
 

@@ -396,6 +396,26 @@ def _exit_like(code: int) -> NoReturn:
     os._exit(code if code >= 0 else 128 - code)
 
 
+def _fork(closing: Iterable[Any], body: Callable[[], int]) -> int:
+    """Fork; the child closes ``closing`` (its parent's end of things), runs
+    ``body`` and leaves with the status it returns. The parent gets the pid."""
+    _flush_std_streams()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _default_signals()
+            for each in closing:
+                each.close()
+            code = body()
+        except BaseException as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        finally:
+            _flush_std_streams()
+            _exit_like(code)
+    return pid
+
+
 # -- S: the server --
 
 
@@ -466,20 +486,7 @@ class Server:
                 self.runs.discard(pid)
 
     def start(self, job: dict[str, Any], fds: list[int]) -> None:
-        _flush_std_streams()
-        pid = os.fork()
-        if pid == 0:  # R
-            code = 1
-            try:
-                _default_signals()
-                self.ctl.close()
-                self.wakeup.close()
-                code = Zygote(self, job, *fds).run()
-            except BaseException as exc:
-                sys.excepthook(type(exc), exc, exc.__traceback__)
-            finally:
-                _flush_std_streams()
-                _exit_like(code)
+        pid = _fork([self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run())  # R
         for fd in fds:
             os.close(fd)
         self.runs.add(pid)
@@ -555,19 +562,7 @@ class Zygote:
         self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
         self.wakeup = _Wakeup()
         to_main, self.sock = socket.socketpair()
-        _flush_std_streams()
-        self.main_pid = os.fork()
-        if self.main_pid == 0:  # M
-            code = 1
-            try:
-                _default_signals()
-                self.sock.close()
-                self.wakeup.close()
-                code = self.run_main(to_main)
-            except BaseException as exc:
-                sys.excepthook(type(exc), exc, exc.__traceback__)
-            finally:
-                _exit_like(code)
+        self.main_pid = _fork([self.sock, self.wakeup], lambda: self.run_main(to_main))  # M
         to_main.close()
         return self.serve()
 
@@ -725,25 +720,16 @@ class Zygote:
         return main_code
 
     def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
-        _flush_std_streams()
         try:
-            pid = os.fork()
+            pid = _fork(  # T
+                [self.sock, self.wakeup],
+                lambda: self.run_task(message["args"], message["env"], fds),
+            )
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
             send(self.sock, {"op": "error", "message": f"fork failed: {exc}"})
             return
-        if pid == 0:  # T
-            code = 1
-            try:
-                _default_signals()
-                self.sock.close()
-                self.wakeup.close()
-                code = self.run_task(message["args"], message["env"], fds)
-            except BaseException as exc:
-                sys.excepthook(type(exc), exc, exc.__traceback__)
-            finally:
-                _exit_like(code)
         for fd in fds:
             os.close(fd)
         live.add(pid)
