@@ -14,7 +14,9 @@ include reading every artifact of every task back. Each variant lives in a
 worker process of its own, started once and warmed up with one untimed run
 (the fork engine starts its server then); the timed runs are interleaved
 round-robin across the variants, so that the noise of a shared machine falls
-on all of them alike. Peak memory is the largest resident set of any process
+on all of them alike, and each one starts after ``sync``, so that none pays for
+writing out (or, on a disk mounted with ``discard``, trimming) what the one
+before it wrote and deleted. Peak memory is the largest resident set of any process
 of a run, from ``getrusage(RUSAGE_CHILDREN)`` in a fresh process that makes
 exactly one run (and, for the fork engine, stops its server before reading).
 
@@ -251,6 +253,9 @@ def _timing_worker(variant_name: str, base: str, conn: Any) -> None:
                 break
             case = cases[request]
             sandbox = _sandbox(base)
+            # What earlier runs left for the disk to do (their files, the
+            # deletion of their sandboxes) is done before, not during, this run.
+            os.sync()
             try:
                 started = time.perf_counter()
                 _variants(case)[variant_name](case, sandbox)

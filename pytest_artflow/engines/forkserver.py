@@ -92,6 +92,7 @@ PRELOAD = (
     "metaflow.cli_components.utils",
     "metaflow.plugins.cards.card_decorator",
     "pytest_artflow.engines.launch",
+    "pytest_artflow.engines.codepackage",
     "pytest_artflow.engines.diagnostics",
     "pytest_artflow.step",
 )
@@ -667,11 +668,13 @@ class Zygote:
         return launch.load_flow(self.path, self.class_name, self.main_names)
 
     def run_main(self, sock: socket.socket) -> int:
-        """M: Metaflow's CLI, with its runtime's task launcher swapped."""
+        """M: Metaflow's CLI, with its runtime's task launcher swapped and its
+        code package built on demand."""
         from metaflow import runtime
 
-        from pytest_artflow.engines import launch
+        from pytest_artflow.engines import codepackage, launch
 
+        codepackage.install()
         if self.no_fork is None:
             launcher = TaskLauncher(sock, self.entrypoint)
             proxy = types.ModuleType("subprocess", subprocess.__doc__)
