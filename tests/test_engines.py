@@ -418,6 +418,49 @@ def test_forked_tasks_draw_their_own_random_numbers(artflow_run, flow_file, engi
     assert len({d[1] for d in draws}) == 4
 
 
+def test_every_process_of_a_run_records_the_flows_git_commit(artflow_run, tmp_path):
+    """The runtime and each task register the flow's git information; under
+    ``fork`` the run's zygote asks git once and hands the answer to both."""
+    from metaflow import Task
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "linear_flow.py").write_text((FLOWS / "linear_flow.py").read_text())
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    git("init", "-q", "-b", "trunk")
+    git("add", "linear_flow.py")
+    git("commit", "-q", "-m", "flow")
+    commit = git("rev-parse", "HEAD")
+
+    recorded = {}
+    for engine in ENGINES:
+        run = artflow_run(repo / "linear_flow.py", engine=engine)
+        with artflow_run.sandbox.client_scope():
+            recorded[engine] = {
+                task.step: [
+                    json.loads(m.value)
+                    for m in Task(task.pathspec, attempt=0).metadata
+                    if m.type == "git-info"
+                ]
+                for task in run.tasks
+            }
+    expected = {"branch_name": "trunk", "commit_sha": commit}
+    reference = recorded["subprocess"]
+    assert reference and all(entries for entries in reference.values())
+    assert all(entry == expected for entries in reference.values() for entry in entries)
+    assert recorded["fork"] == reference
+
+
 def test_tasks_are_new_interpreters_when_the_flows_imports_start_threads(
     artflow_run, flow_file, fork_results
 ):

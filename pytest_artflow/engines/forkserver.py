@@ -554,7 +554,6 @@ class Zygote:
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
         self.warm_imports()
-        self.warm_git_info()
         threads = _native_threads()
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
@@ -563,21 +562,36 @@ class Zygote:
         self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
         self.wakeup = _Wakeup()
         to_main, self.sock = socket.socketpair()
-        self.main_pid = _fork([self.sock, self.wakeup], lambda: self.run_main(to_main))  # M
+        git_r, git_w = os.pipe()
+        git_info, git_answer = os.fdopen(git_r, "rb"), os.fdopen(git_w, "wb")
+        self.main_pid = _fork(  # M
+            [self.sock, self.wakeup, git_answer], lambda: self.run_main(to_main, git_info)
+        )
         to_main.close()
+        git_info.close()
+        with git_answer:
+            self.warm_git_info(git_answer)
         return self.serve()
 
     def report(self, **status: Any) -> None:
         os.write(self.status_fd, json.dumps(status).encode())
         os.close(self.status_fd)
 
-    def warm_git_info(self) -> None:
+    def warm_git_info(self, answer: io.BufferedWriter) -> None:
         """Fill Metaflow's own per-process cache of the flow's git information
-        (five ``git`` calls) once, for M and every task to inherit: within one
-        run each of them would find the same repository, branch and commit."""
+        (five ``git`` calls, about 10 ms) once, for every task to inherit and
+        for M, which is told the answer (see ``_git_info_from_zygote``): within
+        one run each of them would find the same repository, branch and commit.
+        M starts its CLI meanwhile, and asks only once it registers metadata."""
         from metaflow import metaflow_git
 
-        metaflow_git.get_repository_info(path=os.path.dirname(os.path.abspath(self.path)))
+        info = None
+        try:
+            info = metaflow_git.get_repository_info(
+                path=os.path.dirname(os.path.abspath(self.path))
+            )
+        finally:
+            answer.write(json.dumps(info).encode())
 
     def warm_imports(self) -> None:
         """Import what the flow file imports (anywhere in it, steps included),
@@ -667,14 +681,15 @@ class Zygote:
 
         return launch.load_flow(self.path, self.class_name, self.main_names)
 
-    def run_main(self, sock: socket.socket) -> int:
-        """M: Metaflow's CLI, with its runtime's task launcher swapped and its
-        code package built on demand."""
+    def run_main(self, sock: socket.socket, git_info: io.BufferedReader) -> int:
+        """M: Metaflow's CLI, with its runtime's task launcher swapped, its
+        code package built on demand and its git information from R."""
         from metaflow import runtime
 
         from pytest_artflow.engines import codepackage, launch
 
         codepackage.install()
+        _git_info_from_zygote(git_info)
         if self.no_fork is None:
             launcher = TaskLauncher(sock, self.entrypoint)
             proxy = types.ModuleType("subprocess", subprocess.__doc__)
@@ -757,6 +772,27 @@ class Zygote:
             launch.run_cli(self.load_flow(), self.path, self.class_name)
 
         return run_as_program(main)
+
+
+def _git_info_from_zygote(answer: io.BufferedReader) -> None:
+    """In M: the first time Metaflow asks for the flow's git information, wait
+    for what R found (``Zygote.warm_git_info``), as every task has it; then
+    answer with it every time, as Metaflow's own per-process cache would."""
+    from metaflow import metaflow_git
+
+    asked = metaflow_git.get_repository_info
+    lock = threading.Lock()
+
+    def get_repository_info(path: Any) -> Any:
+        with lock:
+            if not answer.closed:
+                with answer:
+                    info = json.loads(answer.read() or b"null")
+                # If R could not tell, git is asked here, as Metaflow would.
+                metaflow_git.get_repository_info = asked if info is None else lambda path: info
+        return metaflow_git.get_repository_info(path)
+
+    metaflow_git.get_repository_info = get_repository_info
 
 
 def warm_caches() -> None:
