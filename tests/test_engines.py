@@ -28,7 +28,7 @@ import pytest
 
 from pytest_artflow import FlowRunFailed
 from pytest_artflow.compare import artifacts_equal, explain
-from pytest_artflow.engines import forkserver
+from pytest_artflow.engines import markers
 from pytest_artflow.result import FlowRun, TaskResult
 
 FLOWS = Path(__file__).parent / "flows"
@@ -376,7 +376,7 @@ def test_two_sandboxes_in_one_session_stay_apart(pytester):
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--artflow-keep=always")
     result.assert_outcomes(passed=2)
-    assert glob.glob(forkserver.SENTINEL_PREFIX + "*") == []
+    assert glob.glob(markers.SENTINEL_PREFIX + "*") == []
 
 
 # -- what forked tasks must not share --

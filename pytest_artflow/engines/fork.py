@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ..errors import ArtflowError
-from . import forkserver
+from . import forkserver, markers, messages
 from .base import Engine, EngineResult, RunJob
 from .subprocess import SubprocessEngine
 
@@ -41,7 +41,7 @@ class ForkServer:
     """The pytest process's handle on one server process (S)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        server_env, markers = forkserver.server_environ(env, uuid.uuid4().hex[:12])
+        server_env, marked = markers.server_environ(env, uuid.uuid4().hex[:12])
         ours, theirs = socket.socketpair()
         self.sock = ours
         try:
@@ -51,7 +51,7 @@ class ForkServer:
                     "-m",
                     forkserver.__name__,
                     str(theirs.fileno()),
-                    json.dumps(sorted(markers)),
+                    json.dumps(sorted(marked)),
                 ],
                 env=server_env,
                 # No Metaflow project config (.metaflow/config.json) above "/".
@@ -81,7 +81,7 @@ class ForkServer:
         status_r, status_w = os.pipe()
         started = time.perf_counter()
         try:
-            forkserver.send(
+            messages.send(
                 self.sock,
                 {
                     "op": "run",
@@ -164,7 +164,7 @@ class ForkServer:
         )
 
     def _exited(self, pid: int, code: int | None) -> int | None:
-        message, _ = forkserver.recv(self.sock)
+        message, _ = messages.recv(self.sock)
         if message is None:
             raise ForkServerError(f"the fork server died{self._stderr_tail()}")
         if message["op"] == "exited" and message["pid"] == pid:
@@ -173,7 +173,7 @@ class ForkServer:
 
     def _kill(self, pid: int) -> None:
         try:
-            forkserver.send(self.sock, {"op": "kill", "pid": pid})
+            messages.send(self.sock, {"op": "kill", "pid": pid})
         except OSError:
             # No server to ask: kill the run's group directly.
             with contextlib.suppress(OSError):
@@ -191,7 +191,7 @@ class ForkServer:
         while True:
             if not _readable(self.sock, deadline):
                 raise ForkServerError(f"the fork server did not answer ({op!r})")
-            message, _ = forkserver.recv(self.sock)
+            message, _ = messages.recv(self.sock)
             if message is None:
                 raise ForkServerError(f"the fork server exited{self._stderr_tail()}")
             if message["op"] == "failed":
@@ -212,7 +212,7 @@ class ForkServer:
     def close(self) -> None:
         """Stop the server; it kills what is left of its runs first."""
         with contextlib.suppress(OSError):
-            forkserver.send(self.sock, {"op": "stop"})
+            messages.send(self.sock, {"op": "stop"})
         self.sock.close()
         try:
             self.proc.communicate(timeout=KILL_TIMEOUT)
@@ -243,7 +243,7 @@ class ForkEngine(Engine):
         self._fallback = SubprocessEngine()
 
     def run(self, job: RunJob) -> EngineResult:
-        key = forkserver.server_key(job.env)
+        key = markers.server_key(job.env)
         server = self._servers.get(key)
         if server is None or server.proc.poll() is not None:
             if server is not None:

@@ -20,67 +20,39 @@ task forked from it would inherit that, a fresh task process does not. R is
 exactly the state every fresh task process reaches before Metaflow's CLI
 starts, so tasks forked from it start like fresh ones, only sooner.
 
-Metaflow reads its configuration at import, and several modules copy values
-(``from metaflow.metaflow_config import DATASTORE_SYSROOT_LOCAL``; even class
-attributes such as ``LocalStorage.SYSROOT_VAR``). S is started with the run's
-environment except that every per-sandbox value (see ``PER_RUN_VALUES``) is a
-unique marker, a path nobody can create; after its imports it finds every
-string that holds a marker (``Bindings.find``), and each R rewrites exactly
-those with its own sandbox's values. What S cannot account for (a Metaflow
-config file that applies to the run, a marker it cannot rewrite) makes R
-refuse the run, and the engine then runs it as fresh interpreters instead;
-runs whose environments differ in what is read at import get their own S.
+S imports Metaflow before it knows any sandbox: every per-sandbox setting is a
+marker in S and is rewritten by each R (``markers.py``). What S cannot account
+for (a Metaflow config file that applies to the run, a marker it cannot
+rewrite) makes R refuse the run, and the engine then runs it as fresh
+interpreters instead.
+
+The pieces: ``messages.py`` (what P, S, R and M say to each other),
+``program.py`` (how each fork behaves like a program of its own),
+``tasklauncher.py`` (M's side: tasks as Metaflow's runtime sees them), and this
+module (S and R).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gc
 import io
 import json
 import os
-import pickle
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
-import time
 import types
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
-#: Start of every marker value: a path below a device file, so that nothing,
-#: not even root, can create it should a marker ever be left in place.
-SENTINEL_PREFIX = "/dev/null/pytest-artflow-forkserver-"
-#: Environment values that differ from one sandbox to the next; S imports
-#: Metaflow with markers in their place and each run substitutes its own.
-PER_RUN_VALUES = (
-    "HOME",
-    "TMPDIR",
-    "METAFLOW_HOME",
-    "METAFLOW_USER",
-    "METAFLOW_DATASTORE_SYSROOT_LOCAL",
-    "METAFLOW_DATASTORE_SYSROOT_SPIN",
-    "METAFLOW_CARD_LOCALROOT",
-    "METAFLOW_CLIENT_CACHE_PATH",
-)
-#: Variables read while S starts and imports (the interpreter, the C library,
-#: Metaflow's configuration, coverage): runs that differ in one of them need a
-#: server of their own. Every other variable is only read after R has taken
-#: the run's environment, so runs share a server across them.
-IMPORT_TIME_PREFIXES = ("METAFLOW_", "PYTHON", "LC_", "LD_", "COVERAGE_")
-IMPORT_TIME_NAMES = frozenset(
-    {"LANG", "LANGUAGE", "TZ", "DISABLE_TRACING", "TEST_S3_RETRY", "CONDA_OVERRIDE_GLIBC"}
-)
-#: Applied to ``sys.path`` by R, like the interpreter does at start-up.
-PER_RUN_PATH = "PYTHONPATH"
-#: Variables Metaflow's runtime adds to every task's environment; any other
-#: difference from the run's environment makes the task a fresh interpreter.
-TASK_ENV_KEYS = frozenset({"METAFLOW_RUN_ID", "PYTHONUNBUFFERED"})
+from . import program
+from .markers import SENTINEL_PREFIX, Bindings
+from .messages import recv, send
+from .tasklauncher import TaskLauncher
+
 #: What S imports before it serves: what every run, task and single-step job
 #: needs...
 PRELOAD = (
@@ -105,316 +77,6 @@ FLOW_DEPENDENT = (
     "metaflow.cli_components.init_cmd",
     "metaflow.cli_components.step_cmd",
 )
-
-_HEADER = struct.Struct("!Q")
-
-
-# -- messages: pickled dicts on a stream socket, file descriptors alongside --
-
-
-def send(sock: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
-    """Send one message; ``fds`` travel with it (SCM_RIGHTS)."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    header = _HEADER.pack(len(payload))
-    fds = list(fds)
-    if fds:
-        sent = socket.send_fds(sock, [header], fds)
-        if sent != len(header):  # pragma: no cover - 8 bytes on a local socket
-            sock.sendall(header[sent:])
-    else:
-        sock.sendall(header)
-    sock.sendall(payload)
-
-
-def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """The next message and its file descriptors; ``(None, [])`` at end of stream."""
-    header, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 8)
-    if not header:
-        return None, fds
-    header += _recv_exact(sock, _HEADER.size - len(header))
-    (size,) = _HEADER.unpack(header)
-    return pickle.loads(_recv_exact(sock, size)), fds
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("the peer closed the connection mid-message")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-# -- which environment a server is started with --
-
-
-def server_key(env: Mapping[str, str]) -> tuple[Any, ...]:
-    """Runs whose environments have the same key can share a server."""
-    fixed = sorted(
-        (k, v)
-        for k, v in env.items()
-        if (k.startswith(IMPORT_TIME_PREFIXES) or k in IMPORT_TIME_NAMES)
-        and k not in PER_RUN_VALUES
-        and k != PER_RUN_PATH
-    )
-    return (tuple(fixed), tuple(k for k in PER_RUN_VALUES if k in env))
-
-
-def server_environ(env: Mapping[str, str], token: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The environment a server is started with, and its markers by variable."""
-    markers = {k: f"{SENTINEL_PREFIX}{token}/{k}" for k in PER_RUN_VALUES if k in env}
-    return {**env, **markers}, markers
-
-
-# -- markers: where the imports kept per-sandbox values, and how to rewrite them --
-
-
-class Bindings:
-    """Every place reachable from ``sys.modules`` that holds a marker string."""
-
-    def __init__(self) -> None:
-        #: (owner, key, original): ``setattr(owner, key, ...)`` for modules,
-        #: classes, functions and cells, ``owner[key] = ...`` for dicts, lists.
-        self.slots: list[tuple[Any, Any, Any]] = []
-        #: What keeps the server from serving runs (markers it cannot rewrite).
-        self.unpatchable: list[str] = []
-
-    @classmethod
-    def find(cls, prefix: str) -> Bindings:
-        """Walk everything the imported modules reach (``gc.get_referents``, so
-        that dicts and tuples the collector does not track are seen too)."""
-        found = cls()
-        parents: dict[int, list[Any]] = {}
-        seen = {id(sys.modules)}
-        stack: list[Any] = [sys.modules]
-        holders = []
-        while stack:
-            obj = stack.pop()
-            refs = gc.get_referents(obj)
-            if any(isinstance(r, str) and prefix in r for r in refs):
-                holders.append(obj)
-            for ref in refs:
-                if isinstance(ref, (str, bytes, int, float)) or ref is None:
-                    continue
-                if isinstance(ref, (dict, tuple)):
-                    parents.setdefault(id(ref), []).append(obj)
-                if id(ref) not in seen:
-                    seen.add(id(ref))
-                    stack.append(ref)
-        # Tuples are immutable: what holds them gets a rewritten copy.
-        marked: dict[int, Any] = {}
-        pending = [h for h in holders if isinstance(h, tuple)]
-        while pending:
-            tup = pending.pop()
-            if id(tup) in marked:
-                continue
-            marked[id(tup)] = tup
-            for parent in parents.get(id(tup), []):
-                if isinstance(parent, tuple):
-                    pending.append(parent)
-                elif all(parent is not h for h in holders):
-                    holders.append(parent)
-
-        def is_marked(value: object) -> bool:
-            return (isinstance(value, str) and prefix in value) or id(value) in marked
-
-        for holder in holders:
-            found._collect(holder, is_marked, parents)
-        return found
-
-    def _collect(self, holder: Any, is_marked: Callable[[object], bool], parents: Any) -> None:
-        if isinstance(holder, tuple):
-            return  # rewritten through what holds it
-        if isinstance(holder, list):
-            self.slots += [(holder, i, v) for i, v in enumerate(holder) if is_marked(v)]
-        elif isinstance(holder, dict):
-            # A module's or class's namespace is set through setattr (type caches).
-            owners = [p for p in parents.get(id(holder), []) if _namespace_of(p, holder)]
-            for key, value in holder.items():
-                if is_marked(key):
-                    self.unpatchable.append(f"a dict key {key!r:.100}")
-                elif is_marked(value):
-                    self.slots.append((owners[0] if owners else holder, key, value))
-        elif isinstance(holder, types.FunctionType) and is_marked(holder.__defaults__):
-            self.slots.append((holder, "__defaults__", holder.__defaults__))
-        elif isinstance(holder, types.CellType) and is_marked(holder.cell_contents):
-            self.slots.append((holder, "cell_contents", holder.cell_contents))
-        else:
-            self.unpatchable.append(f"a {type(holder).__name__} {holder!r:.100}")
-
-    def apply(self, substitute: Callable[[str], str]) -> None:
-        for owner, key, original in self.slots:
-            value = _rewrite(original, substitute)
-            if isinstance(owner, (dict, list)):
-                owner[key] = value
-            else:
-                setattr(owner, key, value)
-
-
-def _namespace_of(owner: Any, mapping: dict[str, Any]) -> bool:
-    if isinstance(owner, types.ModuleType):
-        return vars(owner) is mapping
-    return isinstance(owner, type) and gc.get_referents(vars(owner)) == [mapping]
-
-
-def _rewrite(value: Any, substitute: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return substitute(value)
-    if not isinstance(value, tuple):
-        return value
-    items = [_rewrite(v, substitute) for v in value]
-    return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-
-
-# -- running like an interpreter runs a program --
-
-
-def run_as_program(main: Callable[[], object]) -> int:
-    """Run ``main`` and end the way the interpreter ends a program: the exit
-    status of ``SystemExit``, a traceback and 1 for anything else, then
-    non-daemon threads joined, ``atexit`` handlers run, streams flushed."""
-    code = _run(main)
-    _end_program()
-    return code or 0
-
-
-def _run(main: Callable[[], object]) -> int | None:
-    """``None`` if ``main`` returned, else the exit status the interpreter
-    would end with (after printing the traceback of an exception)."""
-    try:
-        main()
-    except SystemExit as exc:
-        return _exit_status(exc.code)
-    except BaseException as exc:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
-        return 1
-    return None
-
-
-def _end_program() -> None:
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]
-        atexit._run_exitfuncs()
-    finally:
-        _flush_std_streams()
-
-
-def _exit_status(value: object) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFF
-    print(value, file=sys.stderr)
-    return 1
-
-
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-
-
-def _std_streams(unbuffered: bool) -> None:
-    """New ``sys.stdin/stdout/stderr`` on fds 0-2, made the way the interpreter
-    makes them at start-up (unbuffered writes under ``PYTHONUNBUFFERED``, as
-    Metaflow's runtime asks of its tasks)."""
-    made = []
-    for fd, mode, old in ((0, "r", sys.stdin), (1, "w", sys.stdout), (2, "w", sys.stderr)):
-        buffering = 0 if unbuffered and mode == "w" else -1
-        buffer = open(fd, mode + "b", buffering, closefd=False)  # noqa: SIM115
-        raw = buffer if buffering == 0 else buffer.raw
-        stream = io.TextIOWrapper(
-            buffer,  # type: ignore[arg-type]
-            encoding=getattr(old, "encoding", None),
-            errors=getattr(old, "errors", None),
-            newline="\n",
-            line_buffering=not unbuffered and raw.isatty(),
-            write_through=unbuffered,
-        )
-        stream.mode = mode  # type: ignore[misc]
-        made.append(stream)
-    sys.stdin, sys.stdout, sys.stderr = made
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = made  # type: ignore[misc]
-
-
-def _reseed() -> None:
-    """A fresh process seeds numpy's global generator from the OS at import;
-    forks of one process would otherwise all draw the same numbers.
-    (``random`` reseeds itself after a fork.)"""
-    numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None:
-        numpy_random.seed()
-
-
-def _native_threads() -> int:
-    """Threads of this process, those of C libraries too (Linux), which a fork
-    would leave behind in the child with whatever locks they held."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
-def _default_signals() -> None:
-    """A fresh process's SIGCHLD handling, first thing in a fork (before the
-    parent's wakeup pipe is closed, whose fd number could be reused)."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
-
-class _Wakeup:
-    """A pipe that becomes readable when a child exits (SIGCHLD), for ``select``."""
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        signal.set_wakeup_fd(self.write_fd)
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.read_fd, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.read_fd)
-        os.close(self.write_fd)
-
-
-def _exit_like(code: int) -> NoReturn:
-    """Leave this fork with ``code`` (a negative code is death by that signal),
-    never by raising: a fork must not return into its parent's code."""
-    if code < 0:
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler
-            signal.signal(-code, signal.SIG_DFL)
-        with contextlib.suppress(OSError):
-            os.kill(os.getpid(), -code)
-    os._exit(code if code >= 0 else 128 - code)
-
-
-def _fork(closing: Iterable[Any], body: Callable[[], int]) -> int:
-    """Fork; the child closes ``closing`` (its parent's end of things), runs
-    ``body`` and leaves with the status it returns. The parent gets the pid."""
-    _flush_std_streams()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            _default_signals()
-            for each in closing:
-                each.close()
-            code = body()
-        except BaseException as exc:
-            sys.excepthook(type(exc), exc, exc.__traceback__)
-        finally:
-            _flush_std_streams()
-            _exit_like(code)
-    return pid
 
 
 # -- S: the server --
@@ -457,14 +119,14 @@ class Server:
         # What the imports changed in the environment (none, usually): a fresh
         # process of the run would make the same changes.
         self.import_env = {k: v for k, v in os.environ.items() if self.initial_env.get(k) != v}
-        threads = _native_threads()
+        threads = program.native_threads()
         if threads > 1:
             # A fork keeps only the forking thread: the others' locks stay held.
             self.bindings.unpatchable.append(f"importing Metaflow started {threads - 1} thread(s)")
         return {"op": "ready", "pid": os.getpid(), "unpatchable": self.bindings.unpatchable}
 
     def serve(self) -> None:
-        self.wakeup = _Wakeup()
+        self.wakeup = program.Wakeup()
         try:
             while True:
                 readable, _, _ = select.select([self.ctl, self.wakeup.read_fd], [], [])
@@ -487,7 +149,7 @@ class Server:
                 self.runs.discard(pid)
 
     def start(self, job: dict[str, Any], fds: list[int]) -> None:
-        pid = _fork([self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run())  # R
+        pid = program.fork([self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run())  # R
         for fd in fds:
             os.close(fd)
         self.runs.add(pid)
@@ -554,17 +216,17 @@ class Zygote:
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
         self.warm_imports()
-        threads = _native_threads()
+        threads = program.native_threads()
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
         self.report(refused=None, tasks=self.no_fork or "forked")
         gc.freeze()
         self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
-        self.wakeup = _Wakeup()
+        self.wakeup = program.Wakeup()
         to_main, self.sock = socket.socketpair()
         git_r, git_w = os.pipe()
         git_info, git_answer = os.fdopen(git_r, "rb"), os.fdopen(git_w, "wb")
-        self.main_pid = _fork(  # M
+        self.main_pid = program.fork(  # M
             [self.sock, self.wakeup, git_answer], lambda: self.run_main(to_main, git_info)
         )
         to_main.close()
@@ -696,8 +358,8 @@ class Zygote:
             proxy.__dict__.update(vars(subprocess))
             proxy.Popen = launcher.popen  # type: ignore[attr-defined]
             runtime.subprocess = proxy  # type: ignore[attr-defined]
-        _reseed()
-        return run_as_program(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
+        program.reseed()
+        return program.run(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
 
     def serve(self) -> int:
         """Fork tasks for M until it ends; then end with its exit status."""
@@ -739,7 +401,7 @@ class Zygote:
 
     def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
         try:
-            pid = _fork(  # T
+            pid = program.fork(  # T
                 [self.sock, self.wakeup],
                 lambda: self.run_task(message["args"], message["env"], fds),
             )
@@ -762,8 +424,8 @@ class Zygote:
                 os.close(fd)
         os.environ.clear()
         os.environ.update(env)
-        _std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
-        _reseed()
+        program.std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
+        program.reseed()
         from pytest_artflow.engines import launch
 
         def main() -> None:
@@ -771,7 +433,7 @@ class Zygote:
             sys.argv = [self.path, *args]
             launch.run_cli(self.load_flow(), self.path, self.class_name)
 
-        return run_as_program(main)
+        return program.run(main)
 
 
 def _git_info_from_zygote(answer: io.BufferedReader) -> None:
@@ -815,122 +477,6 @@ def _job_sys_path(server: Server, pythonpath: str, cwd: str) -> list[str]:
     tail = [p for p in server.initial_path[1:] if p not in old]
     new = [os.path.abspath(p) for p in pythonpath.split(os.pathsep) if p]
     return list(dict.fromkeys([cwd, *new, *tail]))
-
-
-# -- M: what the runtime sees of a forked task --
-
-
-class TaskLauncher:
-    """M's side of R: ``popen`` stands in for ``subprocess.Popen`` in Metaflow's
-    runtime and forks the tasks it can, starting anything else as Popen would."""
-
-    def __init__(self, sock: socket.socket, entrypoint: list[str]) -> None:
-        self.sock = sock
-        self.entrypoint = entrypoint
-        self.exited: dict[int, int] = {}
-
-    def popen(self, args: Any, **kwargs: Any) -> Any:
-        if self.can_fork(args, kwargs):
-            return ForkedTask(self, list(args), kwargs["env"], kwargs.get("bufsize", -1))
-        return subprocess.Popen(args, **kwargs)
-
-    def can_fork(self, args: Any, kwargs: dict[str, Any]) -> bool:
-        if not isinstance(args, (list, tuple)) or list(args[: len(self.entrypoint)]) != (
-            self.entrypoint
-        ):
-            return False
-        if set(kwargs) - {"env", "bufsize", "stdin", "stdout", "stderr"}:
-            return False
-        if any(kwargs.get(s) != subprocess.PIPE for s in ("stdin", "stdout", "stderr")):
-            return False
-        env = kwargs.get("env")
-        if env is None:
-            return False
-        # The runtime passes its own environment plus a few keys; anything else
-        # (``@environment``, tracing) may be read at import: a new interpreter.
-        here = os.environ
-        changed = {k for k in env.keys() | here.keys() if env.get(k) != here.get(k)}
-        return changed <= TASK_ENV_KEYS
-
-    def fork(self, args: list[str], env: dict[str, str], fds: list[int]) -> int:
-        send(self.sock, {"op": "fork", "args": args, "env": env}, fds)
-        while True:
-            message = self._receive()
-            if message["op"] == "forked":
-                return message["pid"]
-            if message["op"] == "error":
-                raise OSError(message["message"])
-
-    def status(self, pid: int, timeout: float | None) -> int | None:
-        """The exit status of ``pid``; ``None`` if it is still running after ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while pid not in self.exited:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([self.sock], [], [], wait)[0]:
-                return None
-            self._receive()
-        return self.exited[pid]
-
-    def signal(self, pid: int, signum: int) -> None:
-        send(self.sock, {"op": "signal", "pid": pid, "signal": signum})
-
-    def _receive(self) -> dict[str, Any]:
-        message, _ = recv(self.sock)
-        if message is None:
-            raise RuntimeError("pytest-artflow: the run's zygote process is gone")
-        if message["op"] == "exited":
-            self.exited[message["pid"]] = message["code"]
-        return message
-
-
-class ForkedTask:
-    """The part of ``subprocess.Popen`` Metaflow's runtime uses (``pid``, the
-    three pipes, ``poll``, ``wait``, ``kill``), for a task forked by R."""
-
-    def __init__(self, launcher: TaskLauncher, args: list[str], env: dict[str, str], bufsize: int):
-        self.args = args
-        self.returncode: int | None = None
-        self._launcher = launcher
-        child_in, parent_in = os.pipe()
-        parent_out, child_out = os.pipe()
-        parent_err, child_err = os.pipe()
-        try:
-            self.pid = launcher.fork(
-                args[len(launcher.entrypoint) :], env, [child_in, child_out, child_err]
-            )
-        except BaseException:
-            for fd in (parent_in, parent_out, parent_err):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (child_in, child_out, child_err):
-                os.close(fd)
-        # The same file objects Popen makes for stdin/stdout/stderr=PIPE.
-        self.stdin = open(parent_in, "wb", bufsize)  # noqa: SIM115
-        self.stdout = open(parent_out, "rb", bufsize)  # noqa: SIM115
-        self.stderr = open(parent_err, "rb", bufsize)  # noqa: SIM115
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self._launcher.status(self.pid, 0)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self._launcher.status(self.pid, timeout)
-            if self.returncode is None:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            self._launcher.signal(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 # -- entry point of S --

@@ -1,0 +1,166 @@
+"""Running a function the way the interpreter runs a program, in a fork.
+
+Every process of the fork engine but the server itself is a fork that must
+behave like a fresh ``python`` running a program: its own streams and signal
+handling, a traceback and an exit status for an uncaught exception,
+``atexit`` handlers and non-daemon threads at the end, and never a return into
+the code of the process it was forked from.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+
+def run(main: Callable[[], object]) -> int:
+    """Run ``main`` and end the way the interpreter ends a program: the exit
+    status of ``SystemExit``, a traceback and 1 for anything else, then
+    non-daemon threads joined, ``atexit`` handlers run, streams flushed."""
+    code = _call(main)
+    _end_program()
+    return code or 0
+
+
+def _call(main: Callable[[], object]) -> int | None:
+    """``None`` if ``main`` returned, else the exit status the interpreter
+    would end with (after printing the traceback of an exception)."""
+    try:
+        main()
+    except SystemExit as exc:
+        return _exit_status(exc.code)
+    except BaseException as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        return 1
+    return None
+
+
+def _end_program() -> None:
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    finally:
+        _flush_std_streams()
+
+
+def _exit_status(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def std_streams(unbuffered: bool) -> None:
+    """New ``sys.stdin/stdout/stderr`` on fds 0-2, made the way the interpreter
+    makes them at start-up (unbuffered writes under ``PYTHONUNBUFFERED``, as
+    Metaflow's runtime asks of its tasks)."""
+    made = []
+    for fd, mode, old in ((0, "r", sys.stdin), (1, "w", sys.stdout), (2, "w", sys.stderr)):
+        buffering = 0 if unbuffered and mode == "w" else -1
+        buffer = open(fd, mode + "b", buffering, closefd=False)  # noqa: SIM115
+        raw = buffer if buffering == 0 else buffer.raw
+        stream = io.TextIOWrapper(
+            buffer,  # type: ignore[arg-type]
+            encoding=getattr(old, "encoding", None),
+            errors=getattr(old, "errors", None),
+            newline="\n",
+            line_buffering=not unbuffered and raw.isatty(),
+            write_through=unbuffered,
+        )
+        stream.mode = mode  # type: ignore[misc]
+        made.append(stream)
+    sys.stdin, sys.stdout, sys.stderr = made
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = made  # type: ignore[misc]
+
+
+def reseed() -> None:
+    """A fresh process seeds numpy's global generator from the OS at import;
+    forks of one process would otherwise all draw the same numbers.
+    (``random`` reseeds itself after a fork.)"""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
+def native_threads() -> int:
+    """Threads of this process, those of C libraries too (Linux), which a fork
+    would leave behind in the child with whatever locks they held."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _default_signals() -> None:
+    """A fresh process's SIGCHLD handling, first thing in a fork (before the
+    parent's wakeup pipe is closed, whose fd number could be reused)."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+class Wakeup:
+    """A pipe that becomes readable when a child exits (SIGCHLD), for ``select``."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self.write_fd)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def _exit_like(code: int) -> NoReturn:
+    """Leave this fork with ``code`` (a negative code is death by that signal),
+    never by raising: a fork must not return into its parent's code."""
+    if code < 0:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler
+            signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def fork(closing: Iterable[Any], body: Callable[[], int]) -> int:
+    """Fork; the child closes ``closing`` (its parent's end of things), runs
+    ``body`` and leaves with the status it returns. The parent gets the pid."""
+    _flush_std_streams()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _default_signals()
+            for each in closing:
+                each.close()
+            code = body()
+        except BaseException as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        finally:
+            _flush_std_streams()
+            _exit_like(code)
+    return pid
