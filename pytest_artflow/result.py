@@ -29,8 +29,15 @@ class UnknownStepError(ArtflowError, KeyError):
         return str(self.args[0])
 
 
-class ArtifactData(Mapping[str, Any]):
-    """``task.data.some_data``: attribute (and mapping) access to a task's artifacts."""
+#: What a mapping would offer; ``task.artifacts`` is the dict of every artifact.
+_MAPPING_METHODS = frozenset({"keys", "values", "items", "get"})
+
+
+class ArtifactData:
+    """``task.data.some_data``: attribute access to a task's artifacts, as
+    Metaflow's client gives it, and ``data["name"]``, ``in``, iteration over
+    the names. Not a mapping, so that every name, ``values`` or ``items`` too,
+    reads the artifact of that name."""
 
     def __init__(
         self, owner: str, artifacts: dict[str, Any], on_read: Callable[[str, Any], None] | None
@@ -41,11 +48,18 @@ class ArtifactData(Mapping[str, Any]):
 
     def __getattr__(self, name: str) -> Any:
         artifacts = object.__getattribute__(self, "_artifacts")
-        if name.startswith("__") or name not in artifacts:
-            if name.startswith("__"):
-                raise AttributeError(name)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name not in artifacts:
             known = ", ".join(sorted(artifacts)) or "none"
-            raise AttributeError(f"{self._owner} has no artifact {name!r} (its artifacts: {known})")
+            hint = (
+                f"; for a dict of every artifact use .artifacts, not .data.{name}"
+                if name in _MAPPING_METHODS
+                else ""
+            )
+            raise AttributeError(
+                f"{self._owner} has no artifact {name!r} (its artifacts: {known}){hint}"
+            )
         value = artifacts[name]
         if self._on_read is not None:
             self._on_read(name, value)
@@ -59,6 +73,9 @@ class ArtifactData(Mapping[str, Any]):
             return self.__getattr__(name)
         except AttributeError as exc:
             raise KeyError(str(exc)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._artifacts
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._artifacts)

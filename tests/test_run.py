@@ -284,6 +284,32 @@ def test_unknown_step_lists_the_real_ones(artflow_run):
         run["nope"]
 
 
+def test_every_artifact_name_reads_the_artifact(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, step
+
+        class NamesFlow(FlowSpec):
+            @step
+            def start(self):
+                self.values = [1, 2]
+                self.items = "on the shelf"
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    data = artflow_run(path)["start"].data
+    assert data.values == [1, 2]
+    assert data.items == "on the shelf"
+    assert data["values"] == [1, 2] and "items" in data and "keys" not in data
+    assert set(data) == {"values", "items", "name"} and len(data) == 3
+    with pytest.raises(AttributeError, match=r"no artifact 'keys'.*use \.artifacts"):
+        data.keys()
+
+
 def test_reading_a_run_copies_nothing_into_the_client_cache(artflow_run, artflow_sandbox):
     from examples.art_flow import ArtFlow
 
