@@ -1,8 +1,8 @@
 """The fork engine's run process builds Metaflow's code package on demand.
 
-Each check runs in a fresh interpreter, in a sandbox's environment: creating a
-``MetaflowPackage`` registers it in Metaflow's process-wide system context.
-"""
+The class itself is checked in fresh interpreters, in a sandbox's environment
+(creating a ``MetaflowPackage`` registers it in Metaflow's process-wide system
+context); then which class a run's own process uses, under each engine."""
 
 from __future__ import annotations
 
@@ -82,3 +82,30 @@ def test_on_demand_unless_metaflow_always_uploads_the_package(artflow_sandbox, a
     """
     extra = {"METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE": always_upload} if always_upload else {}
     assert _python(artflow_sandbox, script, **extra).strip() == used
+
+
+PACKAGE_CLASS_FLOW = """
+    import metaflow.package
+    from metaflow import FlowSpec, step
+
+    # Module level runs in the run's own process too (the runtime), where
+    # Metaflow's CLI makes the package.
+    print("package class:", metaflow.package.MetaflowPackage.__name__)
+
+    class PackageClassFlow(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("engine", "used"), [("fork", "PackageOnDemand"), ("subprocess", "MetaflowPackage")]
+)
+def test_the_fork_engines_run_process_packs_on_demand(artflow_run, flow_file, engine, used):
+    run = artflow_run(flow_file(PACKAGE_CLASS_FLOW), engine=engine)
+    assert f"package class: {used}" in run.output
