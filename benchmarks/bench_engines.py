@@ -124,17 +124,23 @@ class _Hooks:
 _engines: Any = None
 
 
+def _runner(sandbox: Any, engine: str = "subprocess") -> Any:
+    """An ``ArtflowRunner`` on ``sandbox``; the engines (the fork engine's
+    server among them) are made once per worker and shared by its runs."""
+    global _engines
+    from pytest_artflow.engines import EngineSet
+    from pytest_artflow.runner import ArtflowRunner, RunDefaults
+
+    if _engines is None:
+        _engines = EngineSet(_Hooks())
+    return ArtflowRunner(sandbox, _engines, _Hooks(), RunDefaults(engine=engine))
+
+
 def run_artflow(engine: str) -> Variant:
     """(c)/(d) ``ArtflowRunner`` with ``engine``: the run and reading its results."""
 
     def variant(case: Case, sandbox: Any) -> None:
-        global _engines
-        from pytest_artflow.engines import EngineSet
-        from pytest_artflow.runner import ArtflowRunner, RunDefaults
-
-        if _engines is None:
-            _engines = EngineSet(_Hooks())
-        runner = ArtflowRunner(sandbox, _engines, _Hooks(), RunDefaults(engine=engine))
+        runner = _runner(sandbox, engine)
         with sandbox.client_scope():
             run = runner(case.flow, **case.params)
         assert run.successful and len(run.tasks) == case.tasks, run
@@ -158,16 +164,11 @@ _earlier: dict[str, Any] = {}
 def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:
     """A sandbox holding one run of ``case`` (made once per worker, untimed in
     the warm-up round), its ``FlowRun`` and an ``ArtflowStep`` on it."""
-    global _engines
-    from pytest_artflow.engines import EngineSet
-    from pytest_artflow.runner import ArtflowRunner, RunDefaults
     from pytest_artflow.step import ArtflowStep
 
-    if _engines is None:
-        _engines = EngineSet(_Hooks())
     if case.name not in _earlier:
         kept = _sandbox(str(sandbox.root.parent))  # under the benchmark's base directory
-        runner = ArtflowRunner(kept, _engines, _Hooks(), RunDefaults())
+        runner = _runner(kept)
         with kept.client_scope():
             _earlier[case.name] = (kept, runner(case.flow), ArtflowStep(runner))
     return _earlier[case.name]
@@ -194,12 +195,10 @@ def run_step(engine: str, rerun: bool) -> Variant:
             with kept.client_scope():
                 task = stepper(run, STEP, inputs=STEP_INPUTS, engine=engine)
         else:
-            from pytest_artflow.runner import ArtflowRunner, RunDefaults
             from pytest_artflow.step import ArtflowStep
 
-            runner = ArtflowRunner(sandbox, _engines, _Hooks(), RunDefaults(engine=engine))
             with sandbox.client_scope():
-                task = ArtflowStep(runner)(case.flow, STEP, inputs=STEP_INPUTS)
+                task = ArtflowStep(_runner(sandbox, engine))(case.flow, STEP, inputs=STEP_INPUTS)
         assert task.successful and task.changed, task
 
     variant.__doc__ = f"artflow_step {engine}{' re-run' if rerun else ''}"
