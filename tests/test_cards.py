@@ -5,6 +5,7 @@ holds them (Metaflow's own ``Card`` objects) with their HTML already read."""
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import cardhtml
@@ -217,3 +218,25 @@ def test_cards_are_written_where_metaflow_reads_them(artflow_run, artflow_sandbo
     assert len(written) == 6
     prefix = os.path.join(".metaflow", "mf.cards", "CardFlow", "runs", run.run_id, "steps")
     assert all(p.startswith(prefix) for p in written), written
+
+
+def test_cards_stay_readable_after_the_sandbox_is_gone(pytester):
+    pytester.makepyfile(
+        one_card=textwrap.dedent(NO_MAIN_BLOCK),
+        test_later="""
+        import os
+
+        KEPT = {}
+
+        def test_run(artflow_run, artflow_sandbox):
+            KEPT["run"] = artflow_run("one_card.py:NoMainBlockFlow")
+            KEPT["root"] = artflow_sandbox.root
+
+        def test_after():
+            assert not os.path.exists(KEPT["root"])
+            (card,) = KEPT["run"]["start"].task.cards
+            assert "window.__MF_DATA__" in card.get()
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--artflow-keep=never")
+    result.assert_outcomes(passed=2)
