@@ -17,6 +17,7 @@ from .errors import ArtflowError
 
 if TYPE_CHECKING:
     from metaflow import Run, Task
+    from metaflow.plugins.cards.card_client import Card
 
     from .flows import FlowRef
     from .sandbox import Sandbox
@@ -113,6 +114,9 @@ class TaskResult:
     foreach_splits: int | None = None
     #: Metaflow's record of the exception that failed the task, if any.
     exception: Any = field(default=None, repr=False)
+    #: The task's ``@card`` cards, as ``metaflow.cards.get_cards`` lists them,
+    #: their HTML already read (``Card.get()`` needs no datastore).
+    cards: list[Card] = field(default_factory=list, repr=False)
     #: (foreach indices, task id): the order of tasks within a step.
     order: tuple[tuple[int, ...], int] = field(default=((), 0), repr=False)
     run: FlowRun | None = field(default=None, repr=False)
@@ -289,7 +293,12 @@ def read_run(
         run = Run(f"{flow.name}/{run_id}", _namespace_check=False)
         present = {step.id: step for step in run}
         steps = {
-            name: StepResult(name, sorted_tasks([read_task(t) for t in present[name]]))
+            name: StepResult(
+                name,
+                sorted_tasks(
+                    [read_task(t, cards=has_cards(flow.flow_class, name)) for t in present[name]]
+                ),
+            )
             for name in flow.step_names
             if name in present
         }
@@ -323,13 +332,14 @@ class StoredAttempt:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def read_task(task: Task) -> TaskResult:
-    return read_task_stored(task)[0]
+def read_task(task: Task, *, cards: bool = False) -> TaskResult:
+    return read_task_stored(task, cards=cards)[0]
 
 
-def read_task_stored(task: Task) -> tuple[TaskResult, StoredAttempt]:
+def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, StoredAttempt]:
     """The task (its last attempt, with every attempt in ``attempts``) and
-    what its last attempt stored."""
+    what its last attempt stored; with ``cards``, its cards too (a step
+    without ``@card`` has none, and looking costs a listing per task)."""
     from metaflow import Task
 
     # A task named with its attempt reads that attempt's metadata only, and
@@ -340,7 +350,35 @@ def read_task_stored(task: Task) -> tuple[TaskResult, StoredAttempt]:
     ]
     final, stored = read[-1]
     final.attempts = [result for result, _ in read]
+    if cards:
+        # Cards belong to the task, not to an attempt: every attempt lists them.
+        found = read_cards(task)
+        for attempt in final.attempts:
+            attempt.cards = found
     return final, stored
+
+
+def has_cards(flow_class: type, step: str) -> bool:
+    """Whether ``step`` has a ``@card`` decorator: the graph says so for free."""
+    return any(deco.name == "card" for deco in flow_class._graph[step].decorators)
+
+
+def read_cards(task: Task) -> list[Card]:
+    """The task's cards as ``metaflow.cards.get_cards`` finds them, each one's
+    HTML read now: a ``Card`` reads it lazily, and the results outlive the
+    sandbox. A task whose card was not rendered (the task failed, or
+    ``@card(save_errors=False)`` and rendering failed) has none, as the client
+    has none."""
+    from metaflow.cards import get_cards
+    from metaflow.plugins.cards.exception import CardNotPresentException
+
+    try:
+        found = list(get_cards(task))
+    except CardNotPresentException:
+        return []
+    for card in found:
+        card.get()  # kept by the Card
+    return found
 
 
 def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:

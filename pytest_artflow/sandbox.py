@@ -52,7 +52,6 @@ class Sandbox:
                 "METAFLOW_DEFAULT_DATASTORE": "local",
                 "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(self.root),
                 "METAFLOW_DATASTORE_SYSROOT_SPIN": str(self.root),
-                "METAFLOW_CARD_LOCALROOT": str(self.root / ".metaflow" / "mf.cards"),
                 "METAFLOW_CLIENT_CACHE_PATH": str(self.root / "client_cache"),
                 "TMPDIR": str(self.root / "tmp"),
                 # The flow's processes import what the tests can import.

@@ -400,7 +400,6 @@ class ArtflowStep:
                 JOB_ENV: str(job_file),
                 "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(scratch),
                 "METAFLOW_DATASTORE_SYSROOT_SPIN": str(scratch),
-                "METAFLOW_CARD_LOCALROOT": str(scratch / ".metaflow" / "mf.cards"),
             }
         )
         return run_job
@@ -516,12 +515,13 @@ def _read_step(
     from metaflow import Task
     from metaflow.exception import MetaflowNotFound
 
-    from .result import main_module_as, read_task_stored
+    from .result import has_cards, main_module_as, read_task_stored
     from .sandbox import Sandbox
 
+    cards = has_cards(flow.flow_class, pathspec.split("/")[2])
     with Sandbox(scratch).client_scope(), main_module_as(flow.module):
         try:
-            result, stored = read_task_stored(Task(pathspec, _namespace_check=False))
+            result, stored = read_task_stored(Task(pathspec, _namespace_check=False), cards=cards)
         except MetaflowNotFound:
             return None
     transition = stored.values.get("_transition")

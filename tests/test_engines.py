@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import cardhtml
 import pytest
 
 from pytest_artflow import FlowRunFailed
@@ -48,6 +49,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "parameters_flow.py": {"count": 4, "verbose": True, "my-settings": {"depth": 5}},
     "include_file_flow.py": {},
     "card_flow.py": {},
+    "card_error_flow.py": {},
     "output_flow.py": {},
     "failing_flow.py": {},
     "config_flow.py": {},
@@ -88,6 +90,24 @@ class Normalizer:
         return sorted(self.text(line) for line in lines if line.strip())
 
 
+#: The columns of the default card's "Task Metadata" table: times and durations.
+_TASK_METADATA = ["Task Created On", "Task Finished On", "Tags", "Attempt", "Task Duration", "User"]
+
+
+def card_content(card: Any, norm: Normalizer) -> dict[str, Any]:
+    """What a card shows, but for when the task ran and how long it took."""
+    html = card.get()
+    return norm.value(
+        {
+            "type": card.type,
+            "id": card.id,
+            "markdown": cardhtml.markdown(html),
+            "logs": cardhtml.logs(html),
+            "tables": [t for t in cardhtml.tables(html) if t["columns"] != _TASK_METADATA],
+        }
+    )
+
+
 def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     """Everything a run recorded that both engines must agree on."""
     norm = Normalizer(run, root)
@@ -100,6 +120,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
             "stdout": norm.text(task.stdout),
             "stderr": norm.text(task.stderr),
             "artifacts": norm.value(task.artifacts),
+            "cards": sorted((card_content(c, norm) for c in task.cards), key=repr),
         }
 
     failure = run.failure
@@ -164,6 +185,8 @@ def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork
     # The corpus does what its docstrings say (so the comparison is not vacuous).
     expected_failure = flow == "failing_flow.py"
     assert reference["successful"] is not expected_failure
+    has_cards = [a["cards"] for t in reference["tasks"].values() for r in t for a in r["attempts"]]
+    assert any(has_cards) is flow.startswith("card_")
 
 
 # -- timeouts and interrupts --
@@ -358,9 +381,14 @@ def test_two_sandboxes_in_one_session_stay_apart(pytester):
             values = run["start"].data.config
             for key in ("DATASTORE_SYSROOT_LOCAL", "LocalStorage.SYSROOT_VAR",
                         "SpinStorage.SYSROOT_VAR", "DATASTORE_SYSROOT_SPIN",
-                        "DATATOOLS_LOCALROOT", "CARD_LOCALROOT", "CLIENT_CACHE_PATH",
-                        "card_datastore.CARD_LOCALROOT", "filecache.CLIENT_CACHE_PATH"):
+                        "DATATOOLS_LOCALROOT", "CLIENT_CACHE_PATH",
+                        "filecache.CLIENT_CACHE_PATH"):
                 assert values[key].startswith(root), (key, values[key], root)
+            # Unset, as in a plain run: cards find their root from the working
+            # directory, the sandbox.
+            assert values["CARD_LOCALROOT"] is None
+            assert values["card_datastore.CARD_LOCALROOT"] is None
+            assert run["start"].data.cwd == root
             assert run["start"].data.home.startswith(root)
             assert run["start"].data.tempdir.startswith(root)
             servers = request.config.stash[engines_key].get("fork")._servers

@@ -18,10 +18,12 @@ are removed, in every process of the run (``run_locally``).
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import pickle
 import sys
 import types
+from typing import Any
 
 from . import remote
 
@@ -124,6 +126,30 @@ def task_entrypoint(path: str, class_name: str) -> list[str]:
     return [sys.executable, "-m", __spec__.name, path, class_name]
 
 
+def render_cards_with(entrypoint: list[str]) -> None:
+    """Start ``@card``'s ``card create`` processes with ``entrypoint``.
+
+    Metaflow renders each card in a new process that runs ``python
+    <sys.argv[0]> ... card create``: the flow file's ``__main__`` block. A file
+    without one, with several flows, or a class shipped from a test would then
+    render nothing, silently. The launcher loads the flow the way the task did;
+    the rest of the command is Metaflow's.
+    """
+    from metaflow.plugins.cards.card_creator import CardCreator
+
+    # A process that loads a second flow (a forked task) replaces the first's.
+    original = getattr(CardCreator._run_command, "_artflow_original", CardCreator._run_command)
+
+    @functools.wraps(original)
+    def _run_command(self: Any, cmd: list[str], *args: Any, **kwargs: Any) -> Any:
+        if cmd[:2] == [sys.executable, sys.argv[0]]:
+            cmd = [*entrypoint, *cmd[2:]]
+        return original(self, cmd, *args, **kwargs)
+
+    _run_command._artflow_original = original  # type: ignore[attr-defined]
+    CardCreator._run_command = _run_command  # type: ignore[method-assign]
+
+
 def run_cli(flow_class: type, path: str, class_name: str) -> None:
     """Everything ``main`` does once the flow file is loaded (the fork engine
     calls it in a process that loaded the file before it forked)."""
@@ -136,6 +162,7 @@ def run_cli(flow_class: type, path: str, class_name: str) -> None:
     diagnostics.install()
 
     entrypoint = task_entrypoint(path, class_name)
+    render_cards_with(entrypoint)
     with parameters.flow_context(flow_class):
         # Metaflow's CLI adds the flow's options (Parameters, flow decorators
         # such as @project's --branch) when metaflow.cli is first imported, as
