@@ -52,6 +52,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "failing_flow.py": {},
     "config_flow.py": {},
     "environment_flow.py": {},
+    "resume_flow.py": {"width": 2},
 }
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
@@ -164,6 +165,64 @@ def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork
     # The corpus does what its docstrings say (so the comparison is not vacuous).
     expected_failure = flow == "failing_flow.py"
     assert reference["successful"] is not expected_failure
+
+
+#: Resumes of runs of ``resume_flow.py``: (environment of the origin run, step to
+#: resume from). The resume runs without the failure the environment asked for.
+RESUMES: dict[str, tuple[dict[str, str], str | None]] = {
+    "failed split": ({"RESUME_FLOW_FAIL": "body"}, None),
+    "failed join": ({"RESUME_FLOW_FAIL": "join"}, None),
+    "from the foreach": ({}, "body"),
+    "successful run": ({}, None),
+}
+
+_ANY_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+_CLONED = re.compile(r"Cloning previously run task (\d+)/(\w+)/(\d+)")
+
+
+def resume_snapshot(origin: FlowRun, resumed: FlowRun, root: Path) -> dict[str, Any]:
+    """``snapshot`` of a resumed run, with each task's origin as the position of
+    the origin task it was cloned from (ids differ between runs)."""
+    position = {t.pathspec: (t.step, t.order[0]) for t in origin.tasks}
+    recorded = snapshot(resumed, root)
+    recorded["origins"] = {
+        step.name: [position.get(t.origin_pathspec) if t.cloned else None for t in step.tasks]
+        for step in resumed
+    }
+    # Metaflow clones tasks in a thread pool whose log lines interleave mid-line:
+    # the clone phase is compared as the set of tasks it says it cloned.
+    text = _ANY_TIMESTAMP.sub("", resumed.output)
+    cloning, _, rest = text.partition(f"{origin.pathspec} cloned!")
+    by_id = {(origin.run_id, t.step, t.id): (t.step, t.order[0]) for t in origin.tasks}
+    norm = Normalizer(resumed, root)
+    recorded["log"] = {
+        "before": norm.log(cloning.partition(f"Cloning {origin.pathspec}")[0]),
+        "cloned": sorted(by_id[found] for found in _CLONED.findall(cloning)),
+        "after": norm.log(rest),
+    }
+    return recorded
+
+
+@pytest.mark.parametrize("case", sorted(RESUMES))
+def test_fork_resumes_what_subprocess_resumes(
+    artflow_run, artflow_resume, artflow_sandbox, fork_results, case
+):
+    env, step = RESUMES[case]
+    recorded = {}
+    for engine in ENGINES:
+        origin = artflow_run(FLOWS / "resume_flow.py", engine=engine, check=False, env=env)
+        resumed = artflow_resume(origin, step, engine=engine, env={"RESUME_FLOW_LABEL": "second"})
+        assert resumed.origin_pathspec == origin.pathspec
+        recorded[engine] = resume_snapshot(origin, resumed, artflow_sandbox.root)
+    # Both the run and its resume were forked, tasks included.
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")] * 2
+    reference, candidate = (recorded[e] for e in ENGINES)
+    assert_same(reference, candidate)
+    # Metaflow cloned some tasks and ran others again (so the comparison is not vacuous).
+    origins = [o for step_origins in reference["origins"].values() for o in step_origins]
+    assert reference["successful"] and any(origins)
+    assert (None in origins) is (case != "successful run")
+    assert len(reference["log"]["cloned"]) == len([o for o in origins if o])
 
 
 # -- timeouts and interrupts --
