@@ -76,19 +76,21 @@ class ArtflowResume:
             args += ["--tag", tag]
         if config.max_workers is not None:
             args += ["--max-workers", str(config.max_workers)]
-        # Metaflow's resume has no Parameter options: it says so itself if given
-        # any (the new run takes the origin run's values).
-        args += config.flow.parameter_args(config.parameters) if config.parameters else []
+        # Metaflow's resume has no Parameter options (the new run takes the origin
+        # run's values): it says so itself if the test gives any. Those a
+        # ``pytest_artflow_configure_run`` hook adds to every run are left out:
+        # the origin run got them already.
+        given = {k: v for k, v in config.parameters.items() if k in parameters}
+        args += config.flow.parameter_args(given) if given else []
         if step is not None:
             args.append(step)
         try:
             resumed = runner.execute(config, args, id_file, check=check)
         except FlowRunFailed as exc:
-            if exc.run is None and config.parameters:
+            if exc.run is None and given:
                 raise FlowRunFailed(
                     f"{exc}\nMetaflow's resume runs with the Parameters of the origin run "
-                    f"{run.pathspec}; they cannot be changed (given: "
-                    f"{', '.join(sorted(config.parameters))})"
+                    f"{run.pathspec}; they cannot be changed (given: {', '.join(sorted(given))})"
                 ) from None
             if exc.run is not None:
                 exc.run.origin_pathspec = run.pathspec

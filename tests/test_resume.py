@@ -257,6 +257,14 @@ def test_bad_input_gets_one_clear_message(artflow_run, artflow_resume, artflow_s
 
 
 def test_the_fixture_needs_no_import_and_refuses_other_sandboxes(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_artflow_configure_run(config):
+            config.env.setdefault("RESUME_FLOW_LABEL", "hooked")
+            # Every run gets it; a resume takes it from the origin run.
+            config.parameters.setdefault("width", 2)
+        """
+    )
     pytester.makepyfile(
         test_it=f"""
         import pytest
@@ -268,8 +276,9 @@ def test_the_fixture_needs_no_import_and_refuses_other_sandboxes(pytester: pytes
             run = artflow_run(FLOW, check=False, env={{"RESUME_FLOW_FAIL": "end"}})
             RUNS.append(run)
             resumed = artflow_resume(run)
-            assert resumed["end"].data.total == 5
-            assert [t.cloned for t in resumed.tasks] == [True] * 5 + [False]
+            assert [t.cloned for t in resumed.tasks] == [True] * 4 + [False]
+            assert resumed["end"].data.width == 2 and resumed["end"].data.total == 1
+            assert resumed["end"].data.label == "hooked"
 
         def test_other_sandbox(artflow_resume, artflow_sandbox):
             (run,) = RUNS
