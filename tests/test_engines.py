@@ -225,6 +225,43 @@ def test_fork_resumes_what_subprocess_resumes(
     assert len(reference["log"]["cloned"]) == len([o for o in origins if o])
 
 
+FAMILY_FLOW = """
+    import os
+
+    from metaflow import FlowSpec, step
+
+    def grandparent():
+        with open(f"/proc/{os.getppid()}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
+    class FamilyFlow(FlowSpec):
+        @step
+        def start(self):
+            self.grandparent = grandparent()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            if os.environ.get("FAMILY_FAIL"):
+                raise ValueError("end fails")
+            self.grandparent = grandparent()
+    """
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_tasks_a_resume_runs_again_are_forked(artflow_run, artflow_resume, flow_file, fork_results):
+    """The run's zygote, a child of the fork server, forks them: Metaflow's
+    runtime does not start them as new interpreters (whose grandparent would
+    be the zygote), after cloning the other tasks in a thread pool."""
+    run = artflow_run(flow_file(FAMILY_FLOW), engine="fork", check=False, env={"FAMILY_FAIL": "1"})
+    resumed = artflow_resume(run, engine="fork")
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")] * 2
+    assert resumed["start"].task.cloned and not resumed["end"].task.cloned
+    server = fork_results[-1].extra["server"]
+    assert run["start"].data.grandparent == server
+    assert resumed["end"].data.grandparent == server
+
+
 # -- timeouts and interrupts --
 
 
