@@ -112,9 +112,10 @@ def test_resume_from_a_step_reruns_it_and_what_follows(artflow_run, artflow_resu
 def test_resume_of_a_successful_run_clones_every_task(artflow_run, artflow_resume, engine):
     run = artflow_run(RESUME_FLOW, engine=engine)
 
-    resumed = artflow_resume(run, engine=engine, env=SECOND)
+    resumed = artflow_resume(run, engine=engine, env=SECOND, tags=["again"], max_workers=1)
 
     assert resumed.successful and resumed.steps == run.steps
+    assert "again" in resumed.client.tags and "again" not in run.client.tags
     for step in run.steps:
         assert_cloned(resumed, run, step)
     assert resumed.trace("label") == run.trace("label")
