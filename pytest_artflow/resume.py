@@ -69,7 +69,7 @@ class ArtflowResume:
         self._check_origin(run, step)
         assert run.flow is not None  # _check_origin
         runner = self.runner
-        config = runner.configure(run.flow, **options, **parameters)
+        config = runner.configure(run.flow, params=parameters, **options)
         id_file = runner.id_file()
         args = ["resume", "--origin-run-id", run.run_id, "--run-id-file", str(id_file)]
         for tag in config.tags:

@@ -188,6 +188,9 @@ def test_parameters_cannot_change_on_resume(artflow_run, artflow_resume, engine)
     assert excinfo.value.run is None
     with pytest.raises(FlowReferenceError, match=r"no Parameter 'depth' \(its Parameters: width\)"):
         artflow_resume(run, engine=engine, depth=5)
+    # Not an option of artflow_resume: a Parameter name like any other.
+    with pytest.raises(FlowReferenceError, match=r"no Parameter 'params'"):
+        artflow_resume(run, engine=engine, params={"width": 5})
 
 
 @pytest.mark.parametrize("engine", ENGINES)
