@@ -19,6 +19,7 @@ import pytest
 from . import collect, explain, hookspecs, registry, report
 from .engines import EngineSet
 from .engines.remote import RUN_LOCALLY_DEFAULT
+from .resume import ArtflowResume
 from .runner import ArtflowRunner, RunDefaults
 from .sandbox import Sandbox
 from .step import ArtflowStep
@@ -221,3 +222,10 @@ def artflow_step(artflow_run: ArtflowRunner) -> ArtflowStep:
     """Run one step of a flow with made-up inputs, or re-run a step of an earlier
     run with some artifacts overridden: ``artflow_step(MyFlow, "train", inputs={...})``."""
     return ArtflowStep(artflow_run)
+
+
+@pytest.fixture
+def artflow_resume(artflow_run: ArtflowRunner) -> ArtflowResume:
+    """Resume a run of this test with Metaflow's ``resume`` (from its failed step,
+    or from ``step``): ``artflow_resume(run)``, ``artflow_resume(run, "train")``."""
+    return ArtflowResume(artflow_run)

@@ -120,10 +120,19 @@ class TaskResult:
     #: (foreach indices, task id): the order of tasks within a step.
     order: tuple[tuple[int, ...], int] = field(default=((), 0), repr=False)
     run: FlowRun | None = field(default=None, repr=False)
+    #: In a resumed run (``artflow_resume``): the task of the origin run this
+    #: one was cloned from, as Metaflow's ``Task.origin_pathspec`` says it
+    #: (``"Flow/<origin run>/<step>/<task>"``); ``None`` for a task that ran.
+    origin_pathspec: str | None = None
 
     @property
     def id(self) -> str:
         return self.pathspec.rsplit("/", 1)[-1]
+
+    @property
+    def cloned(self) -> bool:
+        """Metaflow's resume copied this task from the origin run instead of running it."""
+        return self.origin_pathspec is not None
 
     @property
     def data(self) -> ArtifactData:
@@ -204,6 +213,9 @@ class FlowRun:
     sandbox: Sandbox | None = field(default=None, repr=False)
     #: The flow that ran (``artflow_step`` re-runs its steps).
     flow: FlowRef | None = field(default=None, repr=False)
+    #: The run this one resumed (``artflow_resume``), as Metaflow's
+    #: ``Run.origin_pathspec`` says it; ``None`` for a run that was not resumed.
+    origin_pathspec: str | None = None
 
     @property
     def pathspec(self) -> str:
@@ -404,6 +416,7 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         exception=values.get("_exception"),
         # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
         order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
+        origin_pathspec=_origin_pathspec(task, meta),
     )
     return result, stored
 
@@ -440,6 +453,17 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
         for name, value in store.load_artifacts(list(keys))
     }
     return StoredAttempt(values, keys)
+
+
+def _origin_pathspec(task: Task, meta: Mapping[str, str]) -> str | None:
+    """What ``Task.origin_pathspec`` says, from metadata already read: a task
+    that resume cloned has ``origin-task-id``; one that ran has at most
+    ``origin-run-id`` (the run resumed, or ``"None"``)."""
+    origin_task = meta.get("origin-task-id")
+    if not origin_task:
+        return None
+    flow_name, _, step_name, _ = task.pathspec.split("/")
+    return f"{flow_name}/{meta['origin-run-id']}/{step_name}/{origin_task}"
 
 
 def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:

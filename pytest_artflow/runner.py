@@ -60,6 +60,9 @@ class ArtflowRunner:
         self.runs: list[FlowRun] = []
 
     def resolve(self, flow: object) -> flows.FlowRef:
+        # A flow that ran already (``artflow_resume``) is the same flow again.
+        if isinstance(flow, flows.FlowRef):
+            return flow
         return flows.resolve(flow, self.search_dirs)
 
     def configure(
@@ -127,14 +130,22 @@ class ArtflowRunner:
 
     def _run(self, flow: object, *, check: bool, **options: Any) -> FlowRun:
         config = self.configure(flow, **options)
-        id_file = self.sandbox.root / "tmp" / f"run-{next(self._ids)}.id"
+        id_file = self.id_file()
         args = ["run", "--run-id-file", str(id_file)]
         for tag in config.tags:
             args += ["--tag", tag]
         if config.max_workers is not None:
             args += ["--max-workers", str(config.max_workers)]
         args += config.flow.parameter_args(config.parameters)
+        return self.execute(config, args, id_file, check=check)
 
+    def id_file(self) -> Path:
+        """Where Metaflow writes the id of the run it starts (``--run-id-file``)."""
+        return self.sandbox.root / "tmp" / f"run-{next(self._ids)}.id"
+
+    def execute(self, config: RunConfig, args: list[str], id_file: Path, *, check: bool) -> FlowRun:
+        """Run a Metaflow command that starts a run (``run``, ``resume``) whose id
+        it writes to ``id_file``, and read what the run wrote."""
         outcome = self.engines.get(config.engine).run(self.job(config, args))
         if not id_file.exists():
             raise FlowRunFailed(start_failure(config, outcome.output, outcome.timed_out))

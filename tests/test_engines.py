@@ -54,6 +54,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "failing_flow.py": {},
     "config_flow.py": {},
     "environment_flow.py": {},
+    "resume_flow.py": {"width": 2},
 }
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
@@ -187,6 +188,101 @@ def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork
     assert reference["successful"] is not expected_failure
     has_cards = [a["cards"] for t in reference["tasks"].values() for r in t for a in r["attempts"]]
     assert any(has_cards) is flow.startswith("card_")
+
+
+#: Resumes of runs of ``resume_flow.py``: (environment of the origin run, step to
+#: resume from). The resume runs without the failure the environment asked for.
+RESUMES: dict[str, tuple[dict[str, str], str | None]] = {
+    "failed split": ({"RESUME_FLOW_FAIL": "body"}, None),
+    "failed join": ({"RESUME_FLOW_FAIL": "join"}, None),
+    "from the foreach": ({}, "body"),
+    "successful run": ({}, None),
+}
+
+_ANY_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+_CLONED = re.compile(r"Cloning previously run task (\d+)/(\w+)/(\d+)")
+
+
+def resume_snapshot(origin: FlowRun, resumed: FlowRun, root: Path) -> dict[str, Any]:
+    """``snapshot`` of a resumed run, with each task's origin as the position of
+    the origin task it was cloned from (ids differ between runs)."""
+    position = {t.pathspec: (t.step, t.order[0]) for t in origin.tasks}
+    recorded = snapshot(resumed, root)
+    recorded["origins"] = {
+        step.name: [position.get(t.origin_pathspec) if t.cloned else None for t in step.tasks]
+        for step in resumed
+    }
+    # Metaflow clones tasks in a thread pool whose log lines interleave mid-line:
+    # the clone phase is compared as the set of tasks it says it cloned.
+    text = _ANY_TIMESTAMP.sub("", resumed.output)
+    cloning, _, rest = text.partition(f"{origin.pathspec} cloned!")
+    by_id = {(origin.run_id, t.step, t.id): (t.step, t.order[0]) for t in origin.tasks}
+    norm = Normalizer(resumed, root)
+    recorded["log"] = {
+        "before": norm.log(cloning.partition(f"Cloning {origin.pathspec}")[0]),
+        "cloned": sorted(by_id[found] for found in _CLONED.findall(cloning)),
+        "after": norm.log(rest),
+    }
+    return recorded
+
+
+@pytest.mark.parametrize("case", sorted(RESUMES))
+def test_fork_resumes_what_subprocess_resumes(
+    artflow_run, artflow_resume, artflow_sandbox, fork_results, case
+):
+    env, step = RESUMES[case]
+    recorded = {}
+    for engine in ENGINES:
+        origin = artflow_run(FLOWS / "resume_flow.py", engine=engine, check=False, env=env)
+        resumed = artflow_resume(origin, step, engine=engine, env={"RESUME_FLOW_LABEL": "second"})
+        assert resumed.origin_pathspec == origin.pathspec
+        recorded[engine] = resume_snapshot(origin, resumed, artflow_sandbox.root)
+    # Both the run and its resume were forked, tasks included.
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")] * 2
+    reference, candidate = (recorded[e] for e in ENGINES)
+    assert_same(reference, candidate)
+    # Metaflow cloned some tasks and ran others again (so the comparison is not vacuous).
+    origins = [o for step_origins in reference["origins"].values() for o in step_origins]
+    assert reference["successful"] and any(origins)
+    assert (None in origins) is (case != "successful run")
+    assert len(reference["log"]["cloned"]) == len([o for o in origins if o])
+
+
+FAMILY_FLOW = """
+    import os
+
+    from metaflow import FlowSpec, step
+
+    def grandparent():
+        with open(f"/proc/{os.getppid()}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
+    class FamilyFlow(FlowSpec):
+        @step
+        def start(self):
+            self.grandparent = grandparent()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            if os.environ.get("FAMILY_FAIL"):
+                raise ValueError("end fails")
+            self.grandparent = grandparent()
+    """
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_tasks_a_resume_runs_again_are_forked(artflow_run, artflow_resume, flow_file, fork_results):
+    """The run's zygote, a child of the fork server, forks them: Metaflow's
+    runtime does not start them as new interpreters (whose grandparent would
+    be the zygote), after cloning the other tasks in a thread pool."""
+    run = artflow_run(flow_file(FAMILY_FLOW), engine="fork", check=False, env={"FAMILY_FAIL": "1"})
+    resumed = artflow_resume(run, engine="fork")
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")] * 2
+    assert resumed["start"].task.cloned and not resumed["end"].task.cloned
+    server = fork_results[-1].extra["server"]
+    assert run["start"].data.grandparent == server
+    assert resumed["end"].data.grandparent == server
 
 
 # -- timeouts and interrupts --
