@@ -45,6 +45,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "switch_flow.py": {"mode": "slow"},
     "retry_flow.py": {},
     "catch_flow.py": {},
+    "catch_end_flow.py": {},
     "parameters_flow.py": {"count": 4, "verbose": True, "my-settings": {"depth": 5}},
     "include_file_flow.py": {},
     "card_flow.py": {},
@@ -93,10 +94,14 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     norm = Normalizer(run, root)
 
     def attempt(task: TaskResult) -> dict[str, Any]:
+        caught = task.caught
         return {
             "attempt": task.attempt,
             "successful": task.successful,
             "finished": task.finished,
+            "caught": None
+            if caught is None
+            else [caught.type, caught.message, caught.var, norm.text(caught.traceback)],
             "stdout": norm.text(task.stdout),
             "stderr": norm.text(task.stderr),
             "artifacts": norm.value(task.artifacts),
@@ -105,6 +110,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     failure = run.failure
     return {
         "successful": run.successful,
+        "finished": run.finished,
         "steps": run.steps,
         "tasks": {
             step.name: [
@@ -124,6 +130,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
             "exception_type": failure.exception_type,
             "message": norm.text(failure.message),
             "traceback": norm.text(failure.traceback),
+            "caught": failure.caught,
         },
         "log": norm.log(run.output),
     }
@@ -163,7 +170,8 @@ def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork
     assert_same(reference, candidate)
     # The corpus does what its docstrings say (so the comparison is not vacuous).
     expected_failure = flow == "failing_flow.py"
-    assert reference["successful"] is not expected_failure
+    assert reference["finished"] is not expected_failure
+    assert reference["successful"] is not (expected_failure or flow == "catch_end_flow.py")
 
 
 # -- timeouts and interrupts --
