@@ -223,6 +223,7 @@ def test_timeout_kills_the_hanging_step_and_its_children(artflow_run, tmp_path, 
     assert "step 'hang'" in message
     run = excinfo.value.run
     assert run is not None and run.failure is not None and run.failure.step == "hang"
+    assert not run.finished and not run.successful
     pids = [int((tmp_path / f"hang-{who}.pid").read_text()) for who in ("step", "child")]
     # Both were sent SIGKILL; on a busy machine dying can take a moment.
     _wait_for(lambda: not [pid for pid in pids if _alive(pid)], "the step and its child to die", 10)
