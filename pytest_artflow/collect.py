@@ -325,9 +325,13 @@ class ArtflowItem(pytest.Item):
             raise ArtflowItemFailed(problem) from exc
         summary.duration = run.duration
         report.summarize(summary, run.client, ref.step_names)
-        if run.failure is not None and run.failure.step:
+        for task in run.tasks:
+            if task.caught is not None:
+                summary.note_caught(task.step, task.id, str(task.caught), task.caught.var)
+        if run.failure is not None and run.failure.step and not run.failure.caught:
             summary.failed_step = run.failure.step
-        if not run.successful:
+        # As `python flow.py run`: an exception @catch caught does not fail the flow.
+        if not run.finished:
             raise ArtflowItemFailed(failure_report(run))
         problems = check_expected(run, settings.expect_for(self.nodeid))
         if problems:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 PREFIX = "artflow_"
 _STEP = PREFIX + "step:"
+_CAUGHT = PREFIX + "caught:"
 _STEP_VALUE = re.compile(r"(?P<status>\w+), (?P<tasks>\d+) tasks?, (?P<seconds>[\d.]+|\?) s")
 
 
@@ -37,6 +38,8 @@ class StepSummary:
     seconds: float | None
     #: "passed"; "failed"; or "caught": a task failed and the run went on (@catch).
     status: str
+    #: (task id, what it caught) for each task whose exception @catch caught.
+    caught: list[tuple[str, str]] = field(default_factory=list)
 
     def value(self) -> str:
         seconds = "?" if self.seconds is None else f"{self.seconds:.3f}"
@@ -58,6 +61,19 @@ class FlowSummary:
     #: ``"@batch on start"``: decorators removed so the step ran here.
     run_locally: list[str] = field(default_factory=list)
     sandbox: str | None = None
+
+    def note_caught(self, step: str, task_id: str, exception: str, var: str | None) -> None:
+        """Record what ``@catch`` caught in a task of ``step``, on one line
+        (the first of the exception's text) as a property value must be."""
+        lines = [line.strip() for line in exception.splitlines() if line.strip()]
+        text = lines[0] if lines else "?"
+        if len(text) > 200:
+            text = text[:199] + "…"
+        if var:
+            text += f" (in artifact {var!r})"
+        for summary in self.steps:
+            if summary.name == step:
+                summary.caught.append((task_id, text))
 
     def fail(self, step: str) -> None:
         """Mark ``step`` as the one that failed the flow."""
@@ -82,6 +98,9 @@ class FlowSummary:
         if self.run:
             props.append((PREFIX + "run", self.run))
         props += [(_STEP + s.name, s.value()) for s in self.steps]
+        props += [
+            (f"{_CAUGHT}{s.name}/{task}", what) for s in self.steps for task, what in s.caught
+        ]
         if self.failed_step:
             props.append((PREFIX + "failed_step", self.failed_step))
         if self.run_locally:
@@ -110,6 +129,12 @@ class FlowSummary:
                     status=match["status"],
                 )
             )
+        by_name = {s.name: s for s in steps}
+        for name, value in values.items():
+            if name.startswith(_CAUGHT):
+                step, _, task = name.removeprefix(_CAUGHT).rpartition("/")
+                if step in by_name:
+                    by_name[step].caught.append((task, value))
         run_locally = values.get(PREFIX + "run_locally", "")
         return cls(
             flow=values[PREFIX + "flow"],
@@ -140,11 +165,11 @@ def summarize(summary: FlowSummary, run: Run, step_names: Sequence[str]) -> None
         if spans and all(start is not None and end is not None for start, end in spans):
             elapsed = max(e for _, e in spans) - min(s for s, _ in spans)
             seconds = max(elapsed.total_seconds(), 0.0)
-        # Metaflow's verdict per task: in a run that went on, a task that is
-        # not successful failed under @catch.
+        # Metaflow's verdict per task: a task that finished without being
+        # successful had its exception caught (@catch) and the run went on.
         status = "passed"
         if not all(task.successful for task in tasks):
-            status = "failed" if not run.successful else "caught"
+            status = "caught" if all(task.finished for task in tasks) else "failed"
         summary.steps.append(StepSummary(name, len(tasks), seconds, status))
     if not run.successful:
         summary.failed_step = next((s.name for s in summary.steps if s.status == "failed"), None)
@@ -213,6 +238,7 @@ def step_lines(summary: FlowSummary) -> list[str]:
             f"    {step.name.ljust(width)}  {step.tasks:>3} task{plural:<1}  "
             f"{_seconds(step.seconds):>9}{status}"
         )
+        lines += [f"      task {task} caught {what}" for task, what in step.caught]
     return lines
 
 

@@ -91,6 +91,25 @@ class ArtifactData:
         return f"<artifacts of {self._owner}: {', '.join(self._artifacts)}>"
 
 
+@dataclass(frozen=True)
+class CaughtException:
+    """The exception a task's ``@catch`` handled: the task finished but is not
+    successful, and the run went on (Metaflow's ``Task.finished`` without
+    ``Task.successful``). Metaflow records it as the ``_catch_exception``
+    artifact whatever ``var`` says, so it is known without a ``var`` too."""
+
+    #: ``"ValueError"``, ``"mymodule.MyError"``; ``None`` when the decorator
+    #: that handled the exception recorded none.
+    type: str | None
+    message: str
+    #: The artifact ``@catch(var=...)`` stored the exception in, if any.
+    var: str | None = None
+    traceback: str = field(default="", repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.type else self.message
+
+
 @dataclass(eq=False)
 class TaskResult:
     """One task (one attempt of it): its artifacts, output and status."""
@@ -124,6 +143,8 @@ class TaskResult:
     #: one was cloned from, as Metaflow's ``Task.origin_pathspec`` says it
     #: (``"Flow/<origin run>/<step>/<task>"``); ``None`` for a task that ran.
     origin_pathspec: str | None = None
+    #: What ``@catch`` caught in this attempt, if it caught anything.
+    caught: CaughtException | None = None
 
     @property
     def id(self) -> str:
@@ -185,6 +206,9 @@ class Failure:
     traceback: str = ""
     stdout: str = ""
     stderr: str = ""
+    #: ``@catch`` caught the exception (in the end step, for a whole run): the
+    #: task finished and the run went on, but Metaflow counts it as not successful.
+    caught: bool = False
 
 
 @dataclass
@@ -216,6 +240,10 @@ class FlowRun:
     #: The run this one resumed (``artflow_resume``), as Metaflow's
     #: ``Run.origin_pathspec`` says it; ``None`` for a run that was not resumed.
     origin_pathspec: str | None = None
+    #: The end step ran to completion (``Run.finished``) and the run exited
+    #: 0: what ``python flow.py run`` counts as success. Unlike
+    #: ``successful``, an exception ``@catch`` caught in the end step keeps it.
+    finished: bool = False
 
     @property
     def pathspec(self) -> str:
@@ -314,9 +342,11 @@ def read_run(
             for name in flow.step_names
             if name in present
         }
-    # A run is successful if its end step is (``Run.successful``).
+    # A run is successful if its end step is (``Run.successful``), finished
+    # if its end step is (``Run.finished``).
     end = steps.get(flow.flow_class._graph.end_step)
     successful = bool(end and end.task.successful)
+    finished = bool(end and end.task.finished)
     result = FlowRun(
         flow_name=flow.name,
         run_id=str(run_id),
@@ -326,6 +356,7 @@ def read_run(
         duration=duration,
         sandbox=sandbox,
         flow=flow,
+        finished=finished,
     )
     for task in result.tasks:
         for attempt in task.attempts:
@@ -400,6 +431,8 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
     stored = _load_stored(task, meta)
     values = stored.values
     stack = values.get("_foreach_stack") or []
+    successful = bool(values.get("_success", False))
+    finished = bool(values.get("_task_ok", False))
     result = TaskResult(
         pathspec=task.pathspec,
         step=task.parent.id,
@@ -409,16 +442,36 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         stdout=_log(task, "stdout", meta),
         stderr=_log(task, "stderr", meta),
         # ``Task.successful``, ``.finished`` and ``.exception`` are these artifacts.
-        successful=bool(values.get("_success", False)),
-        finished=bool(values.get("_task_ok", False)),
+        successful=successful,
+        finished=finished,
         index=stack[-1].index if stack else None,
         attempt=task.current_attempt,
         exception=values.get("_exception"),
         # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
         order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
         origin_pathspec=_origin_pathspec(task, meta),
+        caught=None if successful or not finished else _caught(stored),
     )
     return result, stored
+
+
+def _caught(stored: StoredAttempt) -> CaughtException:
+    """What a finished but unsuccessful attempt caught: Metaflow's
+    ``_catch_exception``, and the ``var`` artifact holding the same value (the
+    same content key). The artifact is passed on to later steps, so it only
+    tells what was caught together with the attempt's status."""
+    exc = stored.values.get("_catch_exception")
+    if exc is None or not getattr(exc, "type", None):
+        return CaughtException(None, "a decorator handled the exception and recorded none")
+    key = stored.keys.get("_catch_exception")
+    holders = [n for n, k in stored.keys.items() if k == key and n != "_catch_exception"]
+    return CaughtException(
+        type=exc.type.removeprefix("builtins."),
+        message=exc.exception,
+        # A var named like Metaflow's own artifacts is still the user's.
+        var=min(holders, key=lambda n: (n.startswith("_"), n)) if holders else None,
+        traceback=user_traceback(exc.stacktrace or ""),
+    )
 
 
 def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
@@ -476,8 +529,15 @@ def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
 
 
 def find_failure(run: FlowRun) -> Failure | None:
+    """The first task in graph order that failed; if every task finished, the
+    last one whose exception ``@catch`` caught (the end step's, when that is
+    why the run is not successful), described as caught."""
+    caught: TaskResult | None = None
     for task in run.tasks:
         if task.successful:
+            continue
+        if task.caught is not None:
+            caught = task
             continue
         exc = task.exception
         if exc is not None and getattr(exc, "type", None):
@@ -508,6 +568,17 @@ def find_failure(run: FlowRun) -> Failure | None:
             message=_last_line(task.stderr) or "the task ended without reporting an exception",
             stdout=task.stdout,
             stderr=task.stderr,
+        )
+    if caught is not None and caught.caught is not None:
+        return Failure(
+            step=caught.step,
+            task=caught.pathspec,
+            exception_type=caught.caught.type,
+            message=caught.caught.message,
+            traceback=caught.caught.traceback,
+            stdout=caught.stdout,
+            stderr=caught.stderr,
+            caught=True,
         )
     return None
 

@@ -157,12 +157,14 @@ class ArtflowRunner:
             duration=outcome.duration,
         )
         if outcome.timed_out:
-            run.successful = False
+            run.successful = run.finished = False
             run.failure = timeout_failure(run, config.timeout)
-        elif outcome.returncode != 0 and run.successful:
-            run.successful = False
+        elif outcome.returncode != 0:
+            run.successful = run.finished = False
         self.runs.append(run)
-        if check and not run.successful:
+        # Exactly when `python flow.py run` fails: an exception @catch caught,
+        # in the end step too, lets the run go on and exit 0.
+        if check and not run.finished:
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
 
@@ -210,14 +212,17 @@ def describe_failure(run: FlowRun) -> str:
         if failure.exception_type
         else failure.message
     )
-    parts = [f"{run.pathspec} failed{where}: {what}"]
+    if failure.caught:
+        parts = [f"{run.pathspec} is not successful: @catch caught{where}: {what}"]
+    else:
+        parts = [f"{run.pathspec} failed{where}: {what}"]
     if failure.traceback:
         parts.append("traceback:\n" + _tail(failure.traceback, 40))
     if failure.stdout.strip():
         parts.append(f"stdout of {failure.step}:\n" + _tail(failure.stdout))
     if failure.stderr.strip() and not failure.traceback:
         parts.append(f"stderr of {failure.step}:\n" + _tail(failure.stderr))
-    if not failure.exception_type and failure.task:
+    if not failure.exception_type and failure.task and not failure.caught:
         # No exception recorded (killed, os._exit, crash): what the runtime saw.
         task_path = failure.task.split("/", 1)[-1]
         seen = [line for line in run.output.splitlines() if f"[{task_path} " in line]

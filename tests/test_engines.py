@@ -46,6 +46,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "switch_flow.py": {"mode": "slow"},
     "retry_flow.py": {},
     "catch_flow.py": {},
+    "catch_end_flow.py": {},
     "parameters_flow.py": {"count": 4, "verbose": True, "my-settings": {"depth": 5}},
     "include_file_flow.py": {},
     "card_flow.py": {},
@@ -114,10 +115,14 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     norm = Normalizer(run, root)
 
     def attempt(task: TaskResult) -> dict[str, Any]:
+        caught = task.caught
         return {
             "attempt": task.attempt,
             "successful": task.successful,
             "finished": task.finished,
+            "caught": None
+            if caught is None
+            else [caught.type, caught.message, caught.var, norm.text(caught.traceback)],
             "stdout": norm.text(task.stdout),
             "stderr": norm.text(task.stderr),
             "artifacts": norm.value(task.artifacts),
@@ -127,6 +132,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
     failure = run.failure
     return {
         "successful": run.successful,
+        "finished": run.finished,
         "steps": run.steps,
         "tasks": {
             step.name: [
@@ -146,6 +152,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
             "exception_type": failure.exception_type,
             "message": norm.text(failure.message),
             "traceback": norm.text(failure.traceback),
+            "caught": failure.caught,
         },
         "log": norm.log(run.output),
     }
@@ -185,7 +192,8 @@ def test_fork_records_what_subprocess_records(artflow_run, artflow_sandbox, fork
     assert_same(reference, candidate)
     # The corpus does what its docstrings say (so the comparison is not vacuous).
     expected_failure = flow == "failing_flow.py"
-    assert reference["successful"] is not expected_failure
+    assert reference["finished"] is not expected_failure
+    assert reference["successful"] is not (expected_failure or flow == "catch_end_flow.py")
     has_cards = [a["cards"] for t in reference["tasks"].values() for r in t for a in r["attempts"]]
     assert any(has_cards) is flow.startswith("card_")
 
@@ -334,6 +342,7 @@ def test_timeout_kills_the_hanging_step_and_its_children(artflow_run, tmp_path, 
     assert "step 'hang'" in message
     run = excinfo.value.run
     assert run is not None and run.failure is not None and run.failure.step == "hang"
+    assert not run.finished and not run.successful
     pids = [int((tmp_path / f"hang-{who}.pid").read_text()) for who in ("step", "child")]
     # Both were sent SIGKILL; on a busy machine dying can take a moment.
     _wait_for(lambda: not [pid for pid in pids if _alive(pid)], "the step and its child to die", 10)

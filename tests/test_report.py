@@ -146,6 +146,78 @@ def test_summary_has_a_line_per_flow_and_junit_has_per_step_properties(
     assert cases["FailingFlow"].find("failure") is not None
 
 
+# The exception of end is caught, but a later step needs what the caught one never set.
+FAILS_AFTER_CATCH = """
+from metaflow import FlowSpec, catch, step
+
+
+class FailsAfterCatchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.fragile)
+
+    @catch(var="problem", print_exception=False)
+    @step
+    def fragile(self):
+        raise ValueError("no result")
+        self.result = 1
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print(self.result)
+"""
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_caught_exceptions_pass_and_the_report_says_which_task_caught_what(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    corpus = Path(__file__).parent / "flows" / "catch_end_flow.py"
+    pytester.makepyfile(catch_end_flow=corpus.read_text(), fails_after_catch=FAILS_AFTER_CATCH)
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "--artflow", f"--artflow-engine={engine}", "-v", f"--junitxml={xml}"
+    )
+    # As `python flow.py run`: caught exceptions, in end too, let the run finish.
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines(
+        [
+            r"PASSED catch_end_flow.py::CatchEndFlow: 4 steps \(start, body, join, end\), "
+            rf"6 tasks, {SECONDS}$",
+            rf"    start\s+1 task \s+{SECONDS}$",
+            rf"    body \s+3 tasks\s+{SECONDS}  CAUGHT$",
+            r"      task \d+ caught ValueError: cannot handle b \(in artifact 'problem'\)$",
+            rf"    join \s+1 task \s+{SECONDS}$",
+            rf"    end  \s+1 task \s+{SECONDS}  CAUGHT$",
+            r"      task \d+ caught RuntimeError: end saw \['A', None, 'C'\]$",
+            r"FAILED fails_after_catch.py::FailsAfterCatchFlow: 3 steps \(start, fragile, end\), "
+            rf"3 tasks, {SECONDS}, failed in step 'end'$",
+            rf"    start  \s+1 task \s+{SECONDS}$",
+            rf"    fragile\s+1 task \s+{SECONDS}  CAUGHT$",
+            r"      task \d+ caught ValueError: no result \(in artifact 'problem'\)$",
+            rf"    end    \s+1 task \s+{SECONDS}  FAILED$",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*FailsAfterCatchFlow/* failed in step 'end' *AttributeError*"])
+    result.stdout.no_fnmatch_line("*without reporting an exception*")
+
+    cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["CatchEndFlow"].iter("property")}
+    assert "artflow_failed_step" not in props
+    assert props["artflow_step:body"].startswith("caught, 3 tasks, ")
+    assert props["artflow_step:end"].startswith("caught, 1 task, ")
+    caught = {name.rsplit("/", 1)[0]: v for name, v in props.items() if "caught:" in name}
+    assert caught == {
+        "artflow_caught:body": "ValueError: cannot handle b (in artifact 'problem')",
+        "artflow_caught:end": "RuntimeError: end saw ['A', None, 'C']",
+    }
+    props = {p.get("name"): p.get("value") for p in cases["FailsAfterCatchFlow"].iter("property")}
+    assert props["artflow_failed_step"] == "end"
+    assert props["artflow_step:fragile"].startswith("caught, 1 task, ")
+    assert props["artflow_step:end"].startswith("failed, 1 task, ")
+
+
 def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(art_flow=PASSING)
     result = pytester.runpytest_subprocess("--artflow", "-v")
@@ -223,6 +295,7 @@ step_summaries = st.builds(
     tasks=st.integers(0, 10**4),
     seconds=st.none() | milliseconds,
     status=st.sampled_from(["passed", "failed", "caught"]),
+    caught=st.lists(st.tuples(st.from_regex(r"[\w-]{1,12}", fullmatch=True), st.text())),
 )
 
 
