@@ -221,3 +221,11 @@ def artflow_step(artflow_run: ArtflowRunner) -> ArtflowStep:
     """Run one step of a flow with made-up inputs, or re-run a step of an earlier
     run with some artifacts overridden: ``artflow_step(MyFlow, "train", inputs={...})``."""
     return ArtflowStep(artflow_run)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """``run_flow`` is a plain function: it learns the running test (its
+    ``artflow`` marker and file) from here."""
+    with registry.running(item):
+        return (yield)
