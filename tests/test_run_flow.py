@@ -191,7 +191,9 @@ def test_outside_pytest_with_engines_of_its_own(tmp_path: Path) -> None:
 
         run = pytest_artflow.run_flow(ArtFlow)
         print("trace", run.trace("some_data")["end"])
-        print("engines", sorted(standalone._own[0]._instances))
+        engines = standalone._own[0]
+        print("engines", sorted(engines._instances))
+        print("servers", *[s.proc.pid for s in engines._instances["fork"]._servers.values()])
         """
     )
     scratch = tmp_path / "tmp"
@@ -209,6 +211,10 @@ def test_outside_pytest_with_engines_of_its_own(tmp_path: Path) -> None:
     assert "trace [1, 2, 4]" in done.stdout
     assert "engines ['fork']" in done.stdout
     assert list(scratch.iterdir()) == []  # the sandbox is gone
+    # The fork server was closed (stopped and reaped) when the interpreter exited.
+    servers = next(line for line in done.stdout.splitlines() if line.startswith("servers"))
+    pids = [int(pid) for pid in servers.split()[1:]]
+    assert pids and not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def test_the_session_is_back_after_a_nested_one(
