@@ -46,10 +46,12 @@ def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[d
     config = registry.config()
     search = [config.rootpath, config.invocation_params.dir] if config is not None else []
     ref = flows.resolve(flow, [*search, Path.cwd()])
-    by_attribute = {attr: p.name for attr, p in ref.flow_class._get_parameters()}
     fixed: dict[str, Any] = {}
     for key, value in overrides.items():
-        name = key if key in ref.parameters else by_attribute.get(key)
+        # An attribute name reads as the Parameter itself on the flow class.
+        attribute = getattr(ref.flow_class, key, None) if key.isidentifier() else None
+        by_attribute = attribute.name if attribute in ref.parameters.values() else None
+        name = key if key in ref.parameters else by_attribute
         if name not in ref.parameters:
             known = ", ".join(sorted(ref.parameters)) or "none"
             raise FlowReferenceError(
