@@ -226,6 +226,10 @@ def artflow_step(artflow_run: ArtflowRunner) -> ArtflowStep:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     """``run_flow`` is a plain function: it learns the running test (its
-    ``artflow`` marker and file) from here."""
-    with registry.running(item):
-        return (yield)
+    ``artflow`` marker and file) from here. The artifacts its runs' reads
+    remembered for failure messages are the test's own, and go with it."""
+    try:
+        with registry.running(item):
+            return (yield)
+    finally:
+        explain.forget()

@@ -224,3 +224,23 @@ def test_the_session_is_back_after_a_nested_one(
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
     run_flow(ArtFlow)
     assert engines_used == ["fork"]
+
+
+def test_artifact_reads_are_forgotten_after_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        count_flow=COUNT_FLOW,
+        test_two="""
+        from pytest_artflow import run_flow
+        from count_flow import CountFlow
+
+        def test_reads_an_artifact():
+            assert run_flow(CountFlow, count=2)["start"].data.doubled == 4
+
+        def test_unrelated():
+            four = 4
+            assert four == 5
+        """,
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, failed=1)
+    assert "artifact 'doubled'" not in result.stdout.str()
