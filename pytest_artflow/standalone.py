@@ -101,8 +101,13 @@ class _Context:
 def _label(flow: object) -> str:
     """A directory-name-safe name for the flow; Metaflow's local metadata
     globs its paths, so only word characters."""
-    name = flow.__name__ if isinstance(flow, type) else os.fspath(flow)  # type: ignore[arg-type]
-    name = Path(name.rpartition(":")[2] or name).stem if not isinstance(flow, type) else name
+    if isinstance(flow, type):
+        name = flow.__name__
+    elif isinstance(flow, (str, os.PathLike)):
+        text = os.fspath(flow)
+        name = Path(text.rpartition(":")[2] or text).stem
+    else:
+        name = "flow"  # not a reference at all: resolving it says so
     return re.sub(r"\W", "_", name)[:40] or "flow"
 
 

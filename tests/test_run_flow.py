@@ -14,7 +14,7 @@ from metaflow.plugins.datastores.local_storage import LocalStorage
 from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
 
 from examples.art_flow import ArtFlow
-from pytest_artflow import FlowRunFailed, run_flow
+from pytest_artflow import FlowReferenceError, FlowRunFailed, run_flow
 from pytest_artflow.plugin import engines_key
 
 FLOWS = Path(__file__).parent / "flows"
@@ -244,3 +244,15 @@ def test_artifact_reads_are_forgotten_after_the_test(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1, failed=1)
     assert "artifact 'doubled'" not in result.stdout.str()
+
+
+def test_a_bad_reference_is_named_and_leaves_no_sandbox(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    before = set(tmp_path_factory.getbasetemp().iterdir())
+    with pytest.raises(FlowReferenceError, match="cannot run 42: give a FlowSpec subclass"):
+        run_flow(42)
+    with pytest.raises(FlowReferenceError, match=r"flow file 'no_such_flow\.py' not found"):
+        run_flow("no_such_flow.py")
+    after = {p for p in tmp_path_factory.getbasetemp().iterdir() if not p.is_symlink()}
+    assert after - before == set()
