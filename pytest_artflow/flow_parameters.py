@@ -43,8 +43,11 @@ def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[d
 
     from . import flows, registry
 
-    config = registry.config()
+    # Drawn inside the test: a flow file is looked for as ``run_flow`` does.
+    config, item = registry.config(), registry.item()
     search = [config.rootpath, config.invocation_params.dir] if config is not None else []
+    if item is not None:
+        search.insert(0, Path(item.path).parent)
     ref = flows.resolve(flow, [*search, Path.cwd()])
     fixed: dict[str, Any] = {}
     for key, value in overrides.items():

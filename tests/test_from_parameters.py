@@ -200,3 +200,17 @@ def test_shrinks_to_the_minimal_failing_parameters_and_keeps_only_failed_sandbox
     ]
     failed = [m for _, m in calls if m is not None]
     assert len(left) == len(failed) < len(calls)
+
+
+def test_a_flow_file_next_to_the_test(pytester: pytest.Pytester) -> None:
+    sub = pytester.mkdir("sub")
+    (sub / "shrink_flow.py").write_text(SHRINK_FLOW)
+    (sub / "test_it.py").write_text(
+        "from hypothesis import given, settings\n"
+        "from pytest_artflow.strategies import from_parameters\n\n"
+        "@settings(max_examples=5)\n"
+        "@given(params=from_parameters('shrink_flow.py', count=2))\n"
+        "def test_it(params):\n"
+        "    assert params['count'] == 2\n"
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
