@@ -10,14 +10,27 @@ from typing import Any
 
 from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
 
-__all__ = ["ArtflowError", "CaughtException", "FlowReferenceError", "FlowRunFailed"]
+__all__ = [
+    "ArtflowError",
+    "CaughtException",
+    "FlowReferenceError",
+    "FlowRunFailed",
+    "assert_artifact",
+    "run_flow",
+]
 __version__ = "0.1.0"
+
+# Names whose modules import Metaflow: loaded when first asked for (PEP 562).
+_LAZY = {
+    "run_flow": "standalone",
+    "assert_artifact": "assertions",
+    "CaughtException": "result",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Result types load the result model, which task processes never need.
-    if name == "CaughtException":
-        from .result import CaughtException
+    if name in _LAZY:
+        import importlib
 
-        return CaughtException
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,8 +62,22 @@ def assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | None:
             f"{saferepr(right, maxsize=60)}",
         ]
         if op == "==":
-            from .compare import explain
+            from .compare import artifacts_equal, explain
 
             lines += explain(value, other)
+            if artifacts_equal(value, other):
+                lines += _not_consulted(step, name, other)
         return lines + trace_lines(run, name, mark=step)
     return None
+
+
+def _not_consulted(step: str, name: str, expected: Any) -> list[str]:
+    """``==`` failed where the plugin's artifact equality (the
+    ``pytest_artflow_compare`` hooks, NaN equal to NaN...) says equal: the
+    test meant the latter, and cannot know that ``==`` never asks it."""
+    return [
+        "pytest-artflow's artifact equality (pytest_artflow_compare hooks included) says "
+        "these are equal, but == does not consult it; compare with",
+        f"  pytest_artflow.assert_artifact(run, {f'{step}.{name}'!r}, "
+        f"{saferepr(expected, maxsize=60)})",
+    ]

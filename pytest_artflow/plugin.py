@@ -229,3 +229,15 @@ def artflow_resume(artflow_run: ArtflowRunner) -> ArtflowResume:
     """Resume a run of this test with Metaflow's ``resume`` (from its failed step,
     or from ``step``): ``artflow_resume(run)``, ``artflow_resume(run, "train")``."""
     return ArtflowResume(artflow_run)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """``run_flow`` is a plain function: it learns the running test (its
+    ``artflow`` marker and file) from here. The artifacts its runs' reads
+    remembered for failure messages are the test's own, and go with it."""
+    try:
+        with registry.running(item):
+            return (yield)
+    finally:
+        explain.forget()

@@ -27,8 +27,9 @@ from typing import Any, NamedTuple
 from hypothesis import strategies as st
 
 from . import registry
+from .flow_parameters import from_parameters
 
-__all__ = ["artifact_names", "artifacts", "picklable"]
+__all__ = ["artifact_names", "artifacts", "from_parameters", "picklable"]
 
 
 # Types for picklable() to build: defined at module level so that pickle
