@@ -261,12 +261,12 @@ def test_a_timeout_names_the_step_whose_output_a_daemon_holds_and_ends_it(
 ) -> None:
     monkeypatch.setenv("HOLD", "1")
     with pytest.raises(FlowRunFailed) as excinfo:
-        artflow_run(flow_file(LEAVING), engine=engine, timeout=20)
+        artflow_run(flow_file(LEAVING), engine=engine, timeout=30)
     run = excinfo.value.run
     assert run is not None and run.failure is not None
     assert run.failure.step == "start"
     assert run.failure.message == (
-        f"timed out after 20 s while waiting for step 'start' ({run.pathspec}/start/1), "
+        f"timed out after 30 s while waiting for step 'start' ({run.pathspec}/start/1), "
         "which had finished, to close its output (a process it started holds it open); "
         "every process was killed"
     )
