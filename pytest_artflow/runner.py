@@ -180,19 +180,63 @@ def start_failure(config: RunConfig, output: str, timed_out: bool) -> str:
 
 
 def timeout_failure(run: FlowRun, timeout: float | None) -> Any:
+    from .engines import lifetime
     from .result import Failure
 
     hung = [t for t in run.tasks if not t.finished]
-    where = ", ".join(f"step {t.step!r} ({t.pathspec})" for t in hung) or "between steps"
-    first = hung[0] if hung else None
+    # A task that ended while a process it started still holds its output
+    # open: Metaflow's runtime waits for that to close before it goes on.
+    held = [] if hung else [t for t in run.tasks if output_still_open(t.pathspec, run.output)]
+    if hung:
+        where = "while running " + ", ".join(f"step {t.step!r} ({t.pathspec})" for t in hung)
+    elif held:
+        where = "while waiting for " + ", ".join(
+            f"step {t.step!r} ({t.pathspec}), which had finished, to close its output "
+            "(a process it started holds it open)"
+            for t in held
+        )
+    else:
+        where = "while running between steps"
+    if lifetime.owns_descendants():
+        killed = "every process was killed"
+    else:
+        killed = (
+            "the run's process group was killed (processes a step started in a session "
+            "of their own are not tracked on this platform)"
+        )
+    first = (hung or held or [None])[0]
     return Failure(
         step=first.step if first else None,
         task=first.pathspec if first else None,
         exception_type="Timeout",
-        message=f"timed out after {timeout} s while running {where}; every process was killed",
+        message=f"timed out after {timeout} s {where}; {killed}",
         stdout=first.stdout if first else "",
         stderr=first.stderr if first else "",
     )
+
+
+#: What Metaflow's runtime logs for a task as it starts it, and once it has
+#: seen the task's process end and its output close.
+_TASK_STARTS = ("Task is starting", "Task fallback is starting")
+_TASK_ENDS = ("Task finished successfully.", "Task failed", "[KILLED BY ORCHESTRATOR]")
+
+
+def output_still_open(pathspec: str, output: str) -> bool:
+    """Whether Metaflow's runtime started the task but, by its log in
+    ``output``, never saw it end: it sees the end only once the task's stdout
+    and stderr are closed, by the task and by every process that inherited them."""
+    prefix = f"[{pathspec.split('/', 1)[-1]} (pid "
+    open_ = False
+    for line in output.splitlines():
+        at = line.find(prefix)
+        if at < 0:
+            continue
+        said = line[line.find("] ", at) + 2 :]
+        if said.startswith(_TASK_STARTS):
+            open_ = True
+        elif said.startswith(_TASK_ENDS):
+            open_ = False
+    return open_
 
 
 def _tail(text: str, n: int = 20) -> str:

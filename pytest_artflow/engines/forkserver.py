@@ -48,7 +48,7 @@ import threading
 import types
 from typing import Any
 
-from . import program
+from . import lifetime, program
 from .markers import SENTINEL_PREFIX, Bindings
 from .messages import recv, send
 from .tasklauncher import TaskLauncher
@@ -126,6 +126,8 @@ class Server:
         return {"op": "ready", "pid": os.getpid(), "unpatchable": self.bindings.unpatchable}
 
     def serve(self) -> None:
+        # What a killed run leaves behind (a daemon a step started) comes here.
+        lifetime.become_subreaper()
         self.wakeup = program.Wakeup()
         try:
             while True:
@@ -147,6 +149,7 @@ class Server:
             while self.runs:
                 pid, _ = os.wait()
                 self.runs.discard(pid)
+            lifetime.end_children()
 
     def start(self, job: dict[str, Any], fds: list[int]) -> None:
         pid = program.fork([self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run())  # R
@@ -176,7 +179,12 @@ class Server:
                 return
             self.kill(info.si_pid)
             _, status = os.waitpid(info.si_pid, 0)
+            if info.si_pid not in self.runs:
+                continue  # a process of an ended run, re-parented here
             self.runs.discard(info.si_pid)
+            # Processes of this run that outlived its zygote (killed on a
+            # timeout) are children here now; no other run's are.
+            lifetime.end_children(keep=self.runs)
             send(
                 self.ctl,
                 {"op": "exited", "pid": info.si_pid, "code": os.waitstatus_to_exitcode(status)},
@@ -220,6 +228,8 @@ class Zygote:
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
         self.report(refused=None, tasks=self.no_fork or "forked")
+        # Every process of the run stays below this one (see ``lifetime``).
+        lifetime.become_subreaper()
         gc.freeze()
         self.entrypoint = launch.task_entrypoint(self.path, self.class_name)
         self.wakeup = program.Wakeup()
@@ -392,11 +402,13 @@ class Zygote:
                         live.discard(pid)
                         with contextlib.suppress(OSError):
                             send(self.sock, {"op": "exited", "pid": pid, "code": code})
-        # M is gone; tasks it did not wait for have no one to report to.
+        # M is gone; tasks it did not wait for have no one to report to, and
+        # what the run's processes left behind (a daemon a step started) ends.
         for pid in live:
             os.kill(pid, signal.SIGKILL)
         for pid in live:
             os.waitpid(pid, 0)
+        lifetime.end_children()
         return main_code
 
     def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:

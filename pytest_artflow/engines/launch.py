@@ -25,7 +25,7 @@ import sys
 import types
 from typing import Any
 
-from . import remote
+from . import lifetime, remote
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -114,6 +114,11 @@ def _restore_source_file(flow_class: type, path: str) -> None:
 
 
 def main(argv: list[str]) -> None:
+    lifeline = os.environ.pop(lifetime.LIFELINE_ENV, None)
+    if lifeline is not None:
+        # The run's first process (subprocess engine): a keeper stays here
+        # and the run goes on in a child (``lifetime``); tasks never see it.
+        lifetime.keep_run(int(lifeline))
     path, class_name, *args = argv
     path = os.path.abspath(path)
     # Metaflow records sys.argv[0] as the script name; make it the flow file.
