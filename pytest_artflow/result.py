@@ -3,6 +3,8 @@ plain objects whose values stay readable after the sandbox is gone."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -581,6 +583,29 @@ def find_failure(run: FlowRun) -> Failure | None:
             caught=True,
         )
     return None
+
+
+_MISSING_FILE = re.compile(r"No such file or directory: (['\"])(.+?)\1")
+
+
+def missing_file_hint(failure: Failure) -> str | None:
+    """One line for a step that could not find a file by a relative path.
+
+    Under ``python flow.py run`` the working directory is wherever the user
+    started it, usually beside the flow; artflow's runs start in the sandbox,
+    so a path relative to the flow's directory is looked for there instead.
+    """
+    if failure.exception_type != "FileNotFoundError":
+        return None
+    match = _MISSING_FILE.search(failure.message)
+    if match is None or os.path.isabs(match.group(2)):
+        return None
+    name = match.group(2)
+    return (
+        f"hint: steps run with the sandbox as their working directory, so {name!r} is looked "
+        "for there; refer to a file beside the flow as "
+        f"os.path.join(os.path.dirname(__file__), {name!r})"
+    )
 
 
 def user_traceback(text: str) -> str:

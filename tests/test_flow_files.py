@@ -1,0 +1,258 @@
+"""Files around a flow: ``Config`` files and paths relative to the flow or the
+test, and what loading a flow file may leave in the pytest process (its
+module-level side effects, bytecode beside the user's files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_artflow import FlowReferenceError, FlowRunFailed
+from pytest_artflow.errors import FlowLoadWarning
+
+ENGINES = ["fork", "subprocess"]
+
+CONFIG_FLOW = """
+    from metaflow import Config, FlowSpec, step
+
+    class ConfiguredFlow(FlowSpec):
+        cfg = Config("cfg", default="data/config.json")
+
+        @step
+        def start(self):
+            self.alpha = self.cfg.alpha
+            self.model = self.cfg["model"]
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.settings = dict(self.cfg)
+    """
+
+
+def write_config(path: Path, **values: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+    return path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_config_default_relative_to_the_flow_file(artflow_run, flow_file, engine):
+    """``cd flows && python flow.py run`` reads ``flows/data/config.json``."""
+    path = flow_file(CONFIG_FLOW)
+    write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
+    assert Path.cwd() != path.parent
+    run = artflow_run(path, engine=engine)
+    assert run["start"].data.alpha == 0.5
+    assert run["start"].data.model == "tree"
+    assert run["end"].data.settings == {"alpha": 0.5, "model": "tree"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_config_file_and_value_given_to_artflow_run(artflow_run, flow_file, engine):
+    path = flow_file(CONFIG_FLOW)
+    write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
+    # Relative to this test file, as flow files are: tests/flows/data/...
+    run = artflow_run(path, engine=engine, config={"cfg": "flows/data/other_config.json"})
+    assert run["start"].data.alpha == 2
+    assert run["start"].data.model == "forest"
+    run = artflow_run(path, engine=engine, config_value={"cfg": {"alpha": 7, "model": "x"}})
+    assert run["start"].data.alpha == 7
+    # Pairs, as Metaflow's Runner takes them, and a JSON string.
+    run = artflow_run(path, engine=engine, config_value=[("cfg", '{"alpha": 8, "model": "y"}')])
+    assert run["end"].data.settings == {"alpha": 8, "model": "y"}
+
+
+def test_config_mistakes_are_named(artflow_run, flow_file):
+    path = flow_file(CONFIG_FLOW)
+    write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
+    with pytest.raises(FlowReferenceError, match=r"has no Config 'conf' \(its Configs: cfg\)"):
+        artflow_run(path, config={"conf": "x.json"})
+    with pytest.raises(FlowReferenceError, match=r"file of Config 'cfg' 'nowhere\.json' not found"):
+        artflow_run(path, config={"cfg": "nowhere.json"})
+    with pytest.raises(FlowReferenceError, match="both as a file"):
+        artflow_run(
+            path, config={"cfg": path.parent / "data" / "config.json"}, config_value={"cfg": {}}
+        )
+    with pytest.raises(FlowReferenceError, match=r"'cfg' of ConfiguredFlow is a Config.*config="):
+        artflow_run(path, cfg={"alpha": 1})
+
+
+def test_missing_default_config_file_gets_metaflows_message(artflow_run, flow_file):
+    with pytest.raises(FlowRunFailed, match="could not start") as info:
+        artflow_run(flow_file(CONFIG_FLOW))
+    assert "default configuration file 'data/config.json' could not be read" in str(info.value)
+
+
+READS_A_FILE = """
+    import os
+
+    from metaflow import FlowSpec, Parameter, step
+
+    class ReaderFlow(FlowSpec):
+        beside = Parameter("beside", type=bool, default=False)
+
+        @step
+        def start(self):
+            name = "data/notes.txt"
+            if self.beside:
+                name = os.path.join(os.path.dirname(__file__), name)
+            with open(name) as f:
+                self.notes = f.read()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_file_not_found_by_a_relative_path_says_where_steps_run(artflow_run, flow_file, engine):
+    path = flow_file(READS_A_FILE)
+    (path.parent / "data").mkdir()
+    (path.parent / "data" / "notes.txt").write_text("beside the flow")
+    with pytest.raises(FlowRunFailed) as info:
+        artflow_run(path, engine=engine)
+    message = str(info.value)
+    first, hint = message.splitlines()[:2]
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'data/notes.txt'" in first
+    assert hint == (
+        "hint: steps run with the sandbox as their working directory, so 'data/notes.txt' is "
+        "looked for there; refer to a file beside the flow as "
+        "os.path.join(os.path.dirname(__file__), 'data/notes.txt')"
+    )
+    # The failure itself is Metaflow's exception, unchanged.
+    assert "hint" not in info.value.run.failure.message
+    # The advice works under both engines.
+    run = artflow_run(path, engine=engine, beside=True)
+    assert run["start"].data.notes == "beside the flow"
+
+
+def test_file_not_found_by_an_absolute_path_gets_no_hint(artflow_run, flow_file, tmp_path):
+    missing = tmp_path / "nowhere.txt"
+    path = flow_file(READS_A_FILE.replace('"data/notes.txt"', repr(str(missing))))
+    with pytest.raises(FlowRunFailed, match="FileNotFoundError") as info:
+        artflow_run(path)
+    assert "hint:" not in str(info.value)
+
+
+POLLUTING = """
+    import os
+    import sys
+    import threading
+
+    from metaflow import FlowSpec, step
+
+    os.environ["ARTFLOW_POLLUTED"] = "yes"
+    sys.path.append("/polluted/by/the/flow")
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, name="flow-poller", daemon=True).start()
+
+    class PollutingFlow(FlowSpec):
+        @step
+        def start(self):
+            self.seen = os.environ.get("ARTFLOW_POLLUTED")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+SEES_ENV = """
+    import os
+
+    from metaflow import FlowSpec, step
+
+    class LaterFlow(FlowSpec):
+        @step
+        def start(self):
+            self.seen = os.environ.get("ARTFLOW_POLLUTED")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_loading_a_flow_file_leaves_the_pytest_process_alone(artflow_run, flow_file, engine):
+    path = flow_file(POLLUTING, "polluting_flow.py")
+    environ, sys_path, cwd = dict(os.environ), list(sys.path), os.getcwd()
+    try:
+        with pytest.warns(FlowLoadWarning) as record:
+            first = artflow_run(path, engine=engine)
+            again = artflow_run(path, engine=engine)
+        assert (dict(os.environ), sys.path, os.getcwd()) == (environ, sys_path, cwd)
+        # Once, naming the file and the thread.
+        [warning] = [w for w in record if w.category is FlowLoadWarning]
+        assert str(path) in str(warning.message)
+        assert "'flow-poller'" in str(warning.message)
+        # The flow's own processes run its module code, as `python flow.py run` does.
+        assert first["start"].data.seen == again["start"].data.seen == "yes"
+        later = artflow_run(flow_file(SEES_ENV, "later_flow.py"), engine=engine)
+        assert later["start"].data.seen is None
+    finally:
+        for thread in threading.enumerate():
+            if thread.name == "flow-poller":
+                thread._target.__self__.set()  # type: ignore[attr-defined]
+                thread.join()
+
+
+HELPER_FLOW = """
+    from metaflow import FlowSpec, step
+
+    from helper import VALUE
+
+    class HelperFlow(FlowSpec):
+        @step
+        def start(self):
+            self.value = VALUE
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.fixture
+def writes_bytecode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python as it is by default: writing bytecode of what it imports."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_running_a_flow_file_writes_no_bytecode_beside_it(
+    artflow_run, flow_file, engine, writes_bytecode
+):
+    path = flow_file(HELPER_FLOW, "helper_flow.py")
+    (path.parent / "helper.py").write_text("VALUE = 3\n")
+    run = artflow_run(path, engine=engine)
+    assert run["start"].data.value == 3
+    assert sorted(p.name for p in path.parent.iterdir()) == ["helper.py", "helper_flow.py"]
+    assert sys.dont_write_bytecode is False
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_artflow_collection_writes_no_bytecode_beside_flow_files(
+    pytester: pytest.Pytester, engine: str, writes_bytecode
+) -> None:
+    flows = pytester.mkdir("pipelines")
+    (flows / "helper_flow.py").write_text(textwrap.dedent(HELPER_FLOW))
+    (flows / "helper.py").write_text("VALUE = 3\n")
+    result = pytester.runpytest_subprocess(
+        "--artflow", f"--artflow-engine={engine}", "--artflow-keep=never", "pipelines"
+    )
+    result.assert_outcomes(passed=1)
+    assert sorted(p.name for p in flows.iterdir()) == ["helper.py", "helper_flow.py"]
