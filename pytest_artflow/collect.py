@@ -213,14 +213,15 @@ def load_module(path: Path, config: pytest.Config) -> ModuleType:
         name = path.stem if is_importable(path.stem, path) else None
     if name is not None:
         try:
-            if in_package:
-                return import_path(
-                    path,
-                    mode=config.getoption("importmode"),
-                    root=config.rootpath,
-                    consider_namespace_packages=config.getini("consider_namespace_packages"),
-                )
-            return importlib.import_module(name)
+            with flows.contained(path):
+                if in_package:
+                    return import_path(
+                        path,
+                        mode=config.getoption("importmode"),
+                        root=config.rootpath,
+                        consider_namespace_packages=config.getini("consider_namespace_packages"),
+                    )
+                return importlib.import_module(name)
         except Exception:
             # flows.load_file executes it again and says what went wrong.
             sys.modules.pop(name, None)

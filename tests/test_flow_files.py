@@ -69,6 +69,22 @@ def test_config_file_and_value_given_to_artflow_run(artflow_run, flow_file, engi
     assert run["end"].data.settings == {"alpha": 8, "model": "y"}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_config_of_a_single_step(artflow_step, flow_file, engine):
+    path = flow_file(CONFIG_FLOW)
+    write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
+    task = artflow_step(path, "end", engine=engine, inputs={})
+    assert task.data.settings == {"alpha": 0.5, "model": "tree"}
+    task = artflow_step(
+        path, "start", engine=engine, config={"cfg": "flows/data/other_config.json"}
+    )
+    assert task.data.alpha == 2
+    task = artflow_step(
+        path, "start", engine=engine, config_value={"cfg": {"alpha": 3, "model": 1}}
+    )
+    assert task.data.alpha == 3
+
+
 def test_config_mistakes_are_named(artflow_run, flow_file):
     path = flow_file(CONFIG_FLOW)
     write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
@@ -245,14 +261,22 @@ def test_running_a_flow_file_writes_no_bytecode_beside_it(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "where",
+    [
+        "pipelines",  # loaded from its file
+        ".",  # importable by its bare name: imported
+    ],
+)
 def test_artflow_collection_writes_no_bytecode_beside_flow_files(
-    pytester: pytest.Pytester, engine: str, writes_bytecode
+    pytester: pytest.Pytester, engine: str, where: str, writes_bytecode
 ) -> None:
-    flows = pytester.mkdir("pipelines")
+    flows = pytester.path / where
+    flows.mkdir(exist_ok=True)
     (flows / "helper_flow.py").write_text(textwrap.dedent(HELPER_FLOW))
     (flows / "helper.py").write_text("VALUE = 3\n")
     result = pytester.runpytest_subprocess(
-        "--artflow", f"--artflow-engine={engine}", "--artflow-keep=never", "pipelines"
+        "--artflow", f"--artflow-engine={engine}", "--artflow-keep=never", where
     )
     result.assert_outcomes(passed=1)
-    assert sorted(p.name for p in flows.iterdir()) == ["helper.py", "helper_flow.py"]
+    assert not list(pytester.path.rglob("__pycache__"))
