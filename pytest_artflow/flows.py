@@ -89,7 +89,9 @@ class FlowRef:
         args: list[str] = []
         given: set[str] = set()
         for key, value in values.items():
-            param = self.parameters.get(key) or by_attribute.get(key)
+            param = self.parameters.get(key)
+            if param is None:  # not `or`: a Config is a Mapping, true or false lazily
+                param = self.configs.get(key, by_attribute.get(key))
             if param is not None and getattr(param, "IS_CONFIG_PARAMETER", False):
                 raise FlowReferenceError(
                     f"{key!r} of {self.name} is a Config, not a Parameter: pass it as "
@@ -137,19 +139,21 @@ class FlowRef:
         from metaflow.user_configs.config_parameters import ConfigValue
 
         search_dirs = list(search_dirs)
+        files = {self._config_name(key): value for key, value in files.items()}
+        values = {self._config_name(key): value for key, value in values.items()}
+        both = sorted(files.keys() & values.keys())
+        if both:
+            raise FlowReferenceError(
+                f"Config {both[0]!r} of {self.name} is given both as a file (config=) "
+                "and as a value (config_value=); give one"
+            )
         args: list[str] = []
-        for key in [*files, *values]:
-            if key not in self.configs:
-                known = ", ".join(sorted(self.configs)) or "none"
-                raise FlowReferenceError(
-                    f"{self.name} has no Config {key!r} (its Configs: {known})"
-                )
-            if key in files and key in values:
-                raise FlowReferenceError(
-                    f"Config {key!r} of {self.name} is given both as a file (config=) "
-                    "and as a value (config_value=); give one"
-                )
         for name, location in files.items():
+            if not isinstance(location, (str, os.PathLike)):
+                raise FlowReferenceError(
+                    f"config= takes a file path for Config {name!r} of {self.name}, not "
+                    f"{type(location).__name__}; give a value as config_value={{{name!r}: ...}}"
+                )
             path = _find_file(os.fspath(location), search_dirs, f"file of Config {name!r}")
             args += ["--config", name, str(path)]
         for name, value in values.items():
@@ -167,6 +171,16 @@ class FlowRef:
                 if candidate.is_file():
                     args += ["--config", name, str(candidate)]
         return args
+
+    def _config_name(self, key: str) -> str:
+        """The Config's command-line name, for its name or its attribute."""
+        if key in self.configs:
+            return key
+        for attr, param in self.flow_class._get_parameters():
+            if attr == key and getattr(param, "IS_CONFIG_PARAMETER", False):
+                return str(param.name)
+        known = ", ".join(sorted(self.configs)) or "none"
+        raise FlowReferenceError(f"{self.name} has no Config {key!r} (its Configs: {known})")
 
 
 def _declared(param: Any, key: str) -> Any:
@@ -241,7 +255,7 @@ def load_file(path: Path) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    with contained(path):
+    with contained(path) as added:
         # Flows import their sibling modules the way `python flow.py` allows.
         sys.path.insert(0, str(path.parent))
         try:
@@ -256,12 +270,29 @@ def load_file(path: Path) -> ModuleType:
             raise FlowReferenceError(
                 f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
             ) from exc
+    remember_import_paths(module, added)
     _loaded[path] = (mtime, module)
     return module
 
 
+#: Module name -> the ``sys.path`` entries that loading the module added.
+_import_paths: dict[str, list[str]] = {}
+
+
+def remember_import_paths(module: ModuleType, paths: list[str]) -> None:
+    _import_paths[module.__name__] = paths
+
+
+def import_paths(module: ModuleType) -> list[str]:
+    """Where the flow's processes import from that this process does not:
+    the flow's directory and what its module-level code added to ``sys.path``.
+    Artifacts of classes from modules found there unpickle with them
+    (``result.main_module_as``)."""
+    return _import_paths.get(module.__name__, [])
+
+
 @contextmanager
-def contained(path: Path) -> Iterator[None]:
+def contained(path: Path) -> Iterator[list[str]]:
     """Undo what a flow file's module-level code does to the pytest process.
 
     ``python flow.py run`` runs that code in processes of its own; here it runs
@@ -269,19 +300,26 @@ def contained(path: Path) -> Iterator[None]:
     later run's environment) shares. The environment, ``sys.path`` and the
     working directory are put back; no bytecode is written beside the user's
     files, as the flow's own processes write none (``PYTHONDONTWRITEBYTECODE``).
-    A thread cannot be undone: each one the load started is named in a
-    ``FlowLoadWarning``.
+    The list yielded receives the ``sys.path`` entries the load added (made
+    absolute), for ``remember_import_paths``. A thread cannot be undone: each
+    one the load started is named in a ``FlowLoadWarning``.
     """
     environ = dict(os.environ)
     sys_path = list(sys.path)
     cwd = os.getcwd()
     dont_write_bytecode = sys.dont_write_bytecode
     threads_before = set(threading.enumerate())
+    added: list[str] = []
     sys.dont_write_bytecode = True
     try:
-        yield
+        yield added
     finally:
         sys.dont_write_bytecode = dont_write_bytecode
+        added += [
+            os.path.abspath(entry or os.curdir)
+            for entry in dict.fromkeys(sys.path)
+            if entry not in sys_path and isinstance(entry, str)
+        ]
         os.chdir(cwd)
         sys.path[:] = sys_path
         for key in [k for k in os.environ if k not in environ]:

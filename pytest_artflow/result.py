@@ -312,17 +312,26 @@ def main_module_as(module: ModuleType) -> Iterator[None]:
     The flow's processes run the flow file as ``__main__``; in this process the
     same classes live in ``module``, and Metaflow's own ``__main__`` classes
     (``ForeachFrame``) on the real ``__main__``. A stand-in holding both
-    replaces ``__main__`` only while artifacts are unpickled.
+    replaces ``__main__`` only while artifacts are unpickled. Modules that
+    the flow's processes import from its directory, or from where its
+    module-level code pointed ``sys.path``, are importable meanwhile too.
     """
+    from .flows import import_paths
+
     saved = sys.modules["__main__"]
     stand_in = ModuleType("__main__")
     stand_in.__dict__.update(vars(saved))
     stand_in.__dict__.update(vars(module))
     sys.modules["__main__"] = stand_in
+    extra = [entry for entry in import_paths(module) if entry not in sys.path]
+    sys.path.extend(extra)
     try:
         yield
     finally:
         sys.modules["__main__"] = saved
+        for entry in extra:
+            if entry in sys.path:
+                sys.path.remove(entry)
 
 
 def read_run(

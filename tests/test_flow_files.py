@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_artflow import FlowReferenceError, FlowRunFailed
+from pytest_artflow import FlowReferenceError, FlowRunFailed, flows
 from pytest_artflow.errors import FlowLoadWarning
 
 ENGINES = ["fork", "subprocess"]
@@ -22,17 +22,17 @@ CONFIG_FLOW = """
     from metaflow import Config, FlowSpec, step
 
     class ConfiguredFlow(FlowSpec):
-        cfg = Config("cfg", default="data/config.json")
+        settings = Config("cfg", default="data/config.json")
 
         @step
         def start(self):
-            self.alpha = self.cfg.alpha
-            self.model = self.cfg["model"]
+            self.alpha = self.settings.alpha
+            self.model = self.settings["model"]
             self.next(self.end)
 
         @step
         def end(self):
-            self.settings = dict(self.cfg)
+            self.all_settings = dict(self.settings)
     """
 
 
@@ -51,7 +51,7 @@ def test_config_default_relative_to_the_flow_file(artflow_run, flow_file, engine
     run = artflow_run(path, engine=engine)
     assert run["start"].data.alpha == 0.5
     assert run["start"].data.model == "tree"
-    assert run["end"].data.settings == {"alpha": 0.5, "model": "tree"}
+    assert run["end"].data.all_settings == {"alpha": 0.5, "model": "tree"}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -64,9 +64,12 @@ def test_config_file_and_value_given_to_artflow_run(artflow_run, flow_file, engi
     assert run["start"].data.model == "forest"
     run = artflow_run(path, engine=engine, config_value={"cfg": {"alpha": 7, "model": "x"}})
     assert run["start"].data.alpha == 7
+    # By the attribute that holds the Config, as Parameters can be.
+    run = artflow_run(path, engine=engine, config_value={"settings": {"alpha": 6, "model": "z"}})
+    assert run["start"].data.alpha == 6
     # Pairs, as Metaflow's Runner takes them, and a JSON string.
     run = artflow_run(path, engine=engine, config_value=[("cfg", '{"alpha": 8, "model": "y"}')])
-    assert run["end"].data.settings == {"alpha": 8, "model": "y"}
+    assert run["end"].data.all_settings == {"alpha": 8, "model": "y"}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -74,7 +77,7 @@ def test_config_of_a_single_step(artflow_step, flow_file, engine):
     path = flow_file(CONFIG_FLOW)
     write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
     task = artflow_step(path, "end", engine=engine, inputs={})
-    assert task.data.settings == {"alpha": 0.5, "model": "tree"}
+    assert task.data.all_settings == {"alpha": 0.5, "model": "tree"}
     task = artflow_step(
         path, "start", engine=engine, config={"cfg": "flows/data/other_config.json"}
     )
@@ -96,6 +99,8 @@ def test_config_mistakes_are_named(artflow_run, flow_file):
         artflow_run(
             path, config={"cfg": path.parent / "data" / "config.json"}, config_value={"cfg": {}}
         )
+    with pytest.raises(FlowReferenceError, match=r"config= takes a file path.*config_value="):
+        artflow_run(path, config={"cfg": {"alpha": 1}})
     with pytest.raises(FlowReferenceError, match=r"'cfg' of ConfiguredFlow is a Config.*config="):
         artflow_run(path, cfg={"alpha": 1})
 
@@ -218,10 +223,52 @@ def test_loading_a_flow_file_leaves_the_pytest_process_alone(artflow_run, flow_f
         later = artflow_run(flow_file(SEES_ENV, "later_flow.py"), engine=engine)
         assert later["start"].data.seen is None
     finally:
+        # The loaded module (cached: not executed again) stops its thread.
+        flows.load_file(path).stop.set()
         for thread in threading.enumerate():
             if thread.name == "flow-poller":
-                thread._target.__self__.set()  # type: ignore[attr-defined]
                 thread.join()
+
+
+VENDORING = """
+    import os
+    import sys
+
+    from metaflow import FlowSpec, step
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "vendor"))
+
+    class VendoringFlow(FlowSpec):
+        @step
+        def start(self):
+            from vendored_box import Box  # found where the module code pointed sys.path
+            from sibling_box import SiblingBox  # found beside the flow
+
+            self.box = Box(3)
+            self.sibling = SiblingBox(4)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_artifacts_of_modules_the_flow_makes_importable_load(artflow_run, flow_file, engine):
+    """sys.path is put back after the load, yet an artifact whose class comes
+    from where the flow pointed it (or from beside the flow) still loads."""
+    path = flow_file(VENDORING, "vendoring_flow.py")
+    (path.parent / "vendor").mkdir()
+    box = "class {0}:\n    def __init__(self, value):\n        self.value = value\n"
+    (path.parent / "vendor" / "vendored_box.py").write_text(box.format("Box"))
+    (path.parent / "sibling_box.py").write_text(box.format("SiblingBox"))
+    sys_path = list(sys.path)
+    run = artflow_run(path, engine=engine)
+    assert sys.path == sys_path
+    assert run["start"].data.box.value == 3
+    assert run["start"].data.sibling.value == 4
+    assert type(run["start"].data.box).__module__ == "vendored_box"
 
 
 HELPER_FLOW = """
