@@ -269,6 +269,7 @@ def load_file(path: Path) -> ModuleType:
             del sys.modules[name]
             raise FlowReferenceError(
                 f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
+                + _relative_path_hint(exc)
             ) from exc
     remember_import_paths(module, added)
     _loaded[path] = (mtime, module)
@@ -289,6 +290,21 @@ def import_paths(module: ModuleType) -> list[str]:
     Artifacts of classes from modules found there unpickle with them
     (``result.main_module_as``)."""
     return _import_paths.get(module.__name__, [])
+
+
+def _relative_path_hint(exc: Exception) -> str:
+    """A line for module-level code that opened a file by a relative path:
+    ``python flow.py run`` started beside the flow finds it, a test does not."""
+    filename = getattr(exc, "filename", None)
+    if not isinstance(exc, FileNotFoundError) or not isinstance(filename, str):
+        return ""
+    if os.path.isabs(filename):
+        return ""
+    return (
+        f"\nhint: {filename!r} is relative to the working directory (here {os.getcwd()}, the "
+        "sandbox in the flow's processes); refer to a file beside the flow as "
+        f"os.path.join(os.path.dirname(__file__), {filename!r})"
+    )
 
 
 @contextmanager

@@ -156,6 +156,34 @@ def test_file_not_found_by_a_relative_path_says_where_steps_run(artflow_run, flo
     assert run["start"].data.notes == "beside the flow"
 
 
+def test_file_not_found_at_module_level_says_where_paths_are_relative_to(artflow_run, flow_file):
+    path = flow_file(
+        """
+        from metaflow import FlowSpec, step
+
+        NOTES = open("data/notes.txt").read()
+
+        class ModuleLevelFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    (path.parent / "data").mkdir()
+    (path.parent / "data" / "notes.txt").write_text("beside the flow")
+    with pytest.raises(FlowReferenceError) as info:
+        artflow_run(path)
+    assert str(info.value).splitlines()[1] == (
+        f"hint: 'data/notes.txt' is relative to the working directory (here {os.getcwd()}, the "
+        "sandbox in the flow's processes); refer to a file beside the flow as "
+        "os.path.join(os.path.dirname(__file__), 'data/notes.txt')"
+    )
+
+
 def test_file_not_found_by_an_absolute_path_gets_no_hint(artflow_run, flow_file, tmp_path):
     missing = tmp_path / "nowhere.txt"
     path = flow_file(READS_A_FILE.replace('"data/notes.txt"', repr(str(missing))))
