@@ -213,14 +213,18 @@ def load_module(path: Path, config: pytest.Config) -> ModuleType:
         name = path.stem if is_importable(path.stem, path) else None
     if name is not None:
         try:
-            if in_package:
-                return import_path(
-                    path,
-                    mode=config.getoption("importmode"),
-                    root=config.rootpath,
-                    consider_namespace_packages=config.getini("consider_namespace_packages"),
-                )
-            return importlib.import_module(name)
+            with flows.contained(path) as added:
+                if in_package:
+                    module = import_path(
+                        path,
+                        mode=config.getoption("importmode"),
+                        root=config.rootpath,
+                        consider_namespace_packages=config.getini("consider_namespace_packages"),
+                    )
+                else:
+                    module = importlib.import_module(name)
+            flows.remember_import_paths(module, added)
+            return module
         except Exception:
             # flows.load_file executes it again and says what went wrong.
             sys.modules.pop(name, None)

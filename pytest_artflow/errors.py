@@ -27,3 +27,8 @@ class FlowRunFailed(ArtflowError):
     def __init__(self, message: str, run: FlowRun | None = None) -> None:
         super().__init__(message)
         self.run = run
+
+
+class FlowLoadWarning(UserWarning):
+    """Loading a flow file in the pytest process left something behind that
+    cannot be undone (a thread its module-level code started)."""

@@ -15,14 +15,17 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .errors import FlowReferenceError
+from .errors import FlowLoadWarning, FlowReferenceError
 
 if TYPE_CHECKING:
     from metaflow import FlowSpec
@@ -61,6 +64,15 @@ class FlowRef:
         }
 
     @cached_property
+    def configs(self) -> dict[str, Any]:
+        """Metaflow ``Config`` objects by their command-line name."""
+        return {
+            p.name: p
+            for _, p in self.flow_class._get_parameters()
+            if getattr(p, "IS_CONFIG_PARAMETER", False)
+        }
+
+    @cached_property
     def step_names(self) -> list[str]:
         """Step names in graph order (Metaflow's own graph)."""
         return list(self.flow_class._graph.sorted_nodes)
@@ -77,8 +89,15 @@ class FlowRef:
         args: list[str] = []
         given: set[str] = set()
         for key, value in values.items():
-            param = self.parameters.get(key) or by_attribute.get(key)
-            if param is None or getattr(param, "IS_CONFIG_PARAMETER", False):
+            param = self.parameters.get(key)
+            if param is None:  # not `or`: a Config is a Mapping, true or false lazily
+                param = self.configs.get(key, by_attribute.get(key))
+            if param is not None and getattr(param, "IS_CONFIG_PARAMETER", False):
+                raise FlowReferenceError(
+                    f"{key!r} of {self.name} is a Config, not a Parameter: pass it as "
+                    f"config={{{param.name!r}: path}} or config_value={{{param.name!r}: value}}"
+                )
+            if param is None:
                 known = ", ".join(sorted(self.parameters)) or "none"
                 raise FlowReferenceError(
                     f"{self.name} has no Parameter {key!r} (its Parameters: {known})"
@@ -100,6 +119,68 @@ class FlowRef:
             if not os.path.isabs(default) and "://" not in default and candidate.is_file():
                 args += [f"--{name}", str(candidate)]
         return args
+
+    def config_args(
+        self,
+        files: Mapping[str, str | os.PathLike[str]],
+        values: Mapping[str, Any],
+        search_dirs: Iterable[Path] = (),
+    ) -> list[str]:
+        """Metaflow's top-level ``--config NAME PATH`` and ``--config-value NAME
+        VALUE`` options (they go before the command).
+
+        Runs happen in the sandbox, not where the test or the flow lives, so
+        paths are made absolute: a file given by the test is looked for as a
+        flow file is (beside the test, the rootdir, the working directory), and
+        a ``Config`` whose default is a path relative to the flow file gets
+        that file, as when ``python flow.py run`` starts in the flow's
+        directory.
+        """
+        from metaflow.user_configs.config_parameters import ConfigValue
+
+        search_dirs = list(search_dirs)
+        files = {self._config_name(key): value for key, value in files.items()}
+        values = {self._config_name(key): value for key, value in values.items()}
+        both = sorted(files.keys() & values.keys())
+        if both:
+            raise FlowReferenceError(
+                f"Config {both[0]!r} of {self.name} is given both as a file (config=) "
+                "and as a value (config_value=); give one"
+            )
+        args: list[str] = []
+        for name, location in files.items():
+            if not isinstance(location, (str, os.PathLike)):
+                raise FlowReferenceError(
+                    f"config= takes a file path for Config {name!r} of {self.name}, not "
+                    f"{type(location).__name__}; give a value as config_value={{{name!r}: ...}}"
+                )
+            path = _find_file(os.fspath(location), search_dirs, f"file of Config {name!r}")
+            args += ["--config", name, str(path)]
+        for name, value in values.items():
+            if isinstance(value, ConfigValue):
+                value = value.to_dict()
+            # A string is passed as is: JSON, or text for the Config's parser.
+            text = value if isinstance(value, str) else json.dumps(value)
+            args += ["--config-value", name, text]
+        for name, param in self.configs.items():
+            default = _declared(param, "default")
+            if name in files or name in values or not getattr(param, "_default_is_file", False):
+                continue
+            if isinstance(default, str) and not os.path.isabs(default):
+                candidate = self.file.parent / default
+                if candidate.is_file():
+                    args += ["--config", name, str(candidate)]
+        return args
+
+    def _config_name(self, key: str) -> str:
+        """The Config's command-line name, for its name or its attribute."""
+        if key in self.configs:
+            return key
+        for attr, param in self.flow_class._get_parameters():
+            if attr == key and getattr(param, "IS_CONFIG_PARAMETER", False):
+                return str(param.name)
+        known = ", ".join(sorted(self.configs)) or "none"
+        raise FlowReferenceError(f"{self.name} has no Config {key!r} (its Configs: {known})")
 
 
 def _declared(param: Any, key: str) -> Any:
@@ -174,24 +255,104 @@ def load_file(path: Path) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    # Flows import their sibling modules the way `python flow.py` allows.
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[name]
-        raise FlowReferenceError(
-            f"{path}:{exc.lineno}: syntax error in the flow file: {exc.msg}"
-        ) from None
-    except Exception as exc:
-        del sys.modules[name]
-        raise FlowReferenceError(
-            f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        sys.path.remove(str(path.parent))
+    with contained(path) as added:
+        # Flows import their sibling modules the way `python flow.py` allows.
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            del sys.modules[name]
+            raise FlowReferenceError(
+                f"{path}:{exc.lineno}: syntax error in the flow file: {exc.msg}"
+            ) from None
+        except Exception as exc:
+            del sys.modules[name]
+            raise FlowReferenceError(
+                f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
+                + _relative_path_hint(exc)
+            ) from exc
+    remember_import_paths(module, added)
     _loaded[path] = (mtime, module)
     return module
+
+
+#: Module name -> the ``sys.path`` entries that loading the module added.
+_import_paths: dict[str, list[str]] = {}
+
+
+def remember_import_paths(module: ModuleType, paths: list[str]) -> None:
+    _import_paths[module.__name__] = paths
+
+
+def import_paths(module: ModuleType) -> list[str]:
+    """Where the flow's processes import from that this process does not:
+    the flow's directory and what its module-level code added to ``sys.path``.
+    Artifacts of classes from modules found there unpickle with them
+    (``result.main_module_as``)."""
+    return _import_paths.get(module.__name__, [])
+
+
+def _relative_path_hint(exc: Exception) -> str:
+    """A line for module-level code that opened a file by a relative path:
+    ``python flow.py run`` started beside the flow finds it, a test does not."""
+    filename = getattr(exc, "filename", None)
+    if not isinstance(exc, FileNotFoundError) or not isinstance(filename, str):
+        return ""
+    if os.path.isabs(filename):
+        return ""
+    return (
+        f"\nhint: {filename!r} is relative to the working directory (here {os.getcwd()}, the "
+        "sandbox in the flow's processes); refer to a file beside the flow as "
+        f"os.path.join(os.path.dirname(__file__), {filename!r})"
+    )
+
+
+@contextmanager
+def contained(path: Path) -> Iterator[list[str]]:
+    """Undo what a flow file's module-level code does to the pytest process.
+
+    ``python flow.py run`` runs that code in processes of its own; here it runs
+    in the process every later test (and, through ``Sandbox.environ``, every
+    later run's environment) shares. The environment, ``sys.path`` and the
+    working directory are put back; no bytecode is written beside the user's
+    files, as the flow's own processes write none (``PYTHONDONTWRITEBYTECODE``).
+    The list yielded receives the ``sys.path`` entries the load added (made
+    absolute), for ``remember_import_paths``. A thread cannot be undone: each
+    one the load started is named in a ``FlowLoadWarning``.
+    """
+    environ = dict(os.environ)
+    sys_path = list(sys.path)
+    cwd = os.getcwd()
+    dont_write_bytecode = sys.dont_write_bytecode
+    threads_before = set(threading.enumerate())
+    added: list[str] = []
+    sys.dont_write_bytecode = True
+    try:
+        yield added
+    finally:
+        sys.dont_write_bytecode = dont_write_bytecode
+        added += [
+            os.path.abspath(entry or os.curdir)
+            for entry in dict.fromkeys(sys.path)
+            if entry not in sys_path and isinstance(entry, str)
+        ]
+        os.chdir(cwd)
+        sys.path[:] = sys_path
+        for key in [k for k in os.environ if k not in environ]:
+            del os.environ[key]
+        for key, value in environ.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+    for thread in threading.enumerate():
+        if thread not in threads_before:
+            warnings.warn(
+                FlowLoadWarning(
+                    f"{path}: loading the flow file started thread {thread.name!r}, which "
+                    "keeps running in the pytest process (start threads in a step, not at "
+                    "module level)"
+                ),
+                stacklevel=4,
+            )
 
 
 def _same_file(a: str, b: Path) -> bool:
@@ -220,14 +381,14 @@ def _import_module(name: str, text: str) -> ModuleType:
         raise FlowReferenceError(f"{text!r}: cannot import module {name!r}: {exc}") from cause
 
 
-def _find_file(location: str, search_dirs: Iterable[Path]) -> Path:
+def _find_file(location: str, search_dirs: Iterable[Path], what: str = "flow file") -> Path:
     path = Path(location).expanduser()
     candidates = [path] if path.is_absolute() else [d / path for d in search_dirs] + [path]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
     where = ", ".join(str(c) for c in candidates)
-    raise FlowReferenceError(f"flow file {location!r} not found (looked for {where})")
+    raise FlowReferenceError(f"{what} {location!r} not found (looked for {where})")
 
 
 def _pick(module: ModuleType, file: Path, class_name: str, text: str) -> FlowRef:

@@ -3,6 +3,8 @@ plain objects whose values stay readable after the sandbox is gone."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -310,17 +312,26 @@ def main_module_as(module: ModuleType) -> Iterator[None]:
     The flow's processes run the flow file as ``__main__``; in this process the
     same classes live in ``module``, and Metaflow's own ``__main__`` classes
     (``ForeachFrame``) on the real ``__main__``. A stand-in holding both
-    replaces ``__main__`` only while artifacts are unpickled.
+    replaces ``__main__`` only while artifacts are unpickled. Modules that
+    the flow's processes import from its directory, or from where its
+    module-level code pointed ``sys.path``, are importable meanwhile too.
     """
+    from .flows import import_paths
+
     saved = sys.modules["__main__"]
     stand_in = ModuleType("__main__")
     stand_in.__dict__.update(vars(saved))
     stand_in.__dict__.update(vars(module))
     sys.modules["__main__"] = stand_in
+    extra = [entry for entry in import_paths(module) if entry not in sys.path]
+    sys.path.extend(extra)
     try:
         yield
     finally:
         sys.modules["__main__"] = saved
+        for entry in extra:
+            if entry in sys.path:
+                sys.path.remove(entry)
 
 
 def read_run(
@@ -581,6 +592,29 @@ def find_failure(run: FlowRun) -> Failure | None:
             caught=True,
         )
     return None
+
+
+_MISSING_FILE = re.compile(r"No such file or directory: (['\"])(.+?)\1")
+
+
+def missing_file_hint(failure: Failure) -> str | None:
+    """One line for a step that could not find a file by a relative path.
+
+    Under ``python flow.py run`` the working directory is wherever the user
+    started it, usually beside the flow; artflow's runs start in the sandbox,
+    so a path relative to the flow's directory is looked for there instead.
+    """
+    if failure.exception_type != "FileNotFoundError":
+        return None
+    match = _MISSING_FILE.search(failure.message)
+    if match is None or os.path.isabs(match.group(2)):
+        return None
+    name = match.group(2)
+    return (
+        f"hint: steps run with the sandbox as their working directory, so {name!r} is looked "
+        "for there; refer to a file beside the flow as "
+        f"os.path.join(os.path.dirname(__file__), {name!r})"
+    )
 
 
 def user_traceback(text: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from . import flows
 from .engines import EngineSet, RunJob
 from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
-from .result import FlowRun, read_run
+from .result import FlowRun, missing_file_hint, read_run
 from .sandbox import Sandbox
 
 
@@ -36,6 +36,10 @@ class RunConfig:
     max_workers: int | None
     env: dict[str, str]
     parameters: dict[str, Any]
+    #: Metaflow ``Config`` files (``--config NAME PATH``) and values
+    #: (``--config-value NAME JSON``) by Config name.
+    config: dict[str, Any] = field(default_factory=dict)
+    config_value: dict[str, Any] = field(default_factory=dict)
 
 
 class ArtflowRunner:
@@ -75,9 +79,11 @@ class ArtflowRunner:
         max_workers: int | None = None,
         env: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_value: Mapping[str, Any] | None = None,
         **parameters: Any,
     ) -> RunConfig:
-        config = RunConfig(
+        run_config = RunConfig(
             flow=self.resolve(flow),
             sandbox=self.sandbox,
             engine=engine or self.defaults.engine,
@@ -86,9 +92,12 @@ class ArtflowRunner:
             max_workers=max_workers,
             env={**self.defaults.env, **(env or {})},
             parameters={**(params or {}), **parameters},
+            # Pairs, as Metaflow's Runner takes them, or a mapping.
+            config=dict(config or {}),
+            config_value=dict(config_value or {}),
         )
-        self.hook.pytest_artflow_configure_run(config=config)
-        return config
+        self.hook.pytest_artflow_configure_run(config=run_config)
+        return run_config
 
     def job(self, config: RunConfig, args: list[str]) -> RunJob:
         """A Metaflow command for ``config``'s flow; ``args`` follow the top-level options."""
@@ -131,7 +140,8 @@ class ArtflowRunner:
     def _run(self, flow: object, *, check: bool, **options: Any) -> FlowRun:
         config = self.configure(flow, **options)
         id_file = self.id_file()
-        args = ["run", "--run-id-file", str(id_file)]
+        args = config.flow.config_args(config.config, config.config_value, self.search_dirs)
+        args += ["run", "--run-id-file", str(id_file)]
         for tag in config.tags:
             args += ["--tag", tag]
         if config.max_workers is not None:
@@ -260,6 +270,9 @@ def describe_failure(run: FlowRun) -> str:
         parts = [f"{run.pathspec} is not successful: @catch caught{where}: {what}"]
     else:
         parts = [f"{run.pathspec} failed{where}: {what}"]
+    hint = missing_file_hint(failure)
+    if hint:
+        parts.append(hint)
     if failure.traceback:
         parts.append("traceback:\n" + _tail(failure.traceback, 40))
     if failure.stdout.strip():

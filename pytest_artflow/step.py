@@ -357,6 +357,7 @@ class ArtflowStep:
         flow, run_id = config.flow, _run_id(scratch)
         root = str(scratch / ".metaflow")
         top = ["--quiet", "--metadata", "local", "--datastore", "local", "--datastore-root", root]
+        top += flow.config_args(config.config, config.config_value, self.runner.search_dirs)
         init = ["--no-pylint", *top, "init", "--run-id", run_id, "--task-id", PARAMS_TASK]
         job = StepJob(
             flow_name=flow.name,

@@ -49,6 +49,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "catch_end_flow.py": {},
     "parameters_flow.py": {"count": 4, "verbose": True, "my-settings": {"depth": 5}},
     "include_file_flow.py": {},
+    "user_config_flow.py": {},
     "card_flow.py": {},
     "card_error_flow.py": {},
     "output_flow.py": {},
