@@ -29,6 +29,31 @@ class UnknownStepError(ArtflowError, KeyError):
         return str(self.args[0])
 
 
+class ArtifactReadError(ArtflowError, KeyError):
+    """An artifact (or a whole task) that Metaflow saved but that cannot be
+    read back in this process. Raised where the value is asked for, so that the
+    rest of the run stays readable; not an ``AttributeError``, so ``hasattr``
+    and ``getattr(..., default)`` cannot hide it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _PartlyRead(dict):
+    """``task.artifacts`` of a task some of whose artifacts did not load: a
+    plain dict of those that did, whose missing names say why they are missing."""
+
+    def __init__(self, values: dict[str, Any], task: TaskResult) -> None:
+        super().__init__(values)
+        self._task = task
+
+    def __missing__(self, name: str) -> Any:
+        problem = self._task.read_problem(name)
+        if problem is None:
+            raise KeyError(name)
+        raise ArtifactReadError(problem)
+
+
 #: What a mapping would offer; ``task.artifacts`` is the dict of every artifact.
 _MAPPING_METHODS = frozenset({"keys", "values", "items", "get"})
 
@@ -50,6 +75,8 @@ class ArtifactData:
         artifacts = object.__getattribute__(self, "_artifacts")
         if name.startswith("__"):
             raise AttributeError(name)
+        if name not in artifacts and isinstance(artifacts, _PartlyRead):
+            artifacts[name]  # raises ArtifactReadError naming the problem
         if name not in artifacts:
             known = ", ".join(sorted(artifacts)) or "none"
             hint = (
@@ -71,6 +98,8 @@ class ArtifactData:
     def __getitem__(self, name: str) -> Any:
         try:
             return self.__getattr__(name)
+        except ArtifactReadError:
+            raise
         except AttributeError as exc:
             raise KeyError(str(exc)) from None
 
@@ -113,13 +142,41 @@ class TaskResult:
     foreach_splits: int | None = None
     #: Metaflow's record of the exception that failed the task, if any.
     exception: Any = field(default=None, repr=False)
-    #: (foreach indices, task id): the order of tasks within a step.
-    order: tuple[tuple[int, ...], int] = field(default=((), 0), repr=False)
+    #: (foreach indices, task id): the order of tasks within a step. The
+    #: control task of an unbounded foreach has the index ``None``.
+    order: tuple[tuple[int | None, ...], int] = field(default=((), 0), repr=False)
     run: FlowRun | None = field(default=None, repr=False)
+    #: The control task of an unbounded foreach (a ``@parallel`` step): the one
+    #: Metaflow's runtime started, which starts the workers.
+    control: bool = False
+    #: Artifacts this attempt saved that do not load back here: name -> the
+    #: problem (``"ModuleNotFoundError: No module named 'helpers'"``).
+    unreadable: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Why the task itself (its metadata, logs or datastore) could not be read.
+    read_error: str | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
         return self.pathspec.rsplit("/", 1)[-1]
+
+    @property
+    def readable(self) -> bool:
+        """Everything the task saved was read back."""
+        return not self.unreadable and self.read_error is None
+
+    def read_problem(self, name: str | None = None) -> str | None:
+        """What went wrong reading artifact ``name`` (any, if ``None``), as a
+        message naming the step, the task and the problem; ``None`` if nothing did."""
+        where = f"of step {self.step!r} (task {self.pathspec})"
+        if self.read_error is not None:
+            what = f"artifact {name!r}" if name else "the task"
+            return f"{what} {where} could not be read back: {self.read_error}"
+        if name is None:
+            name = next(iter(self.unreadable), None)
+        if name is None or name not in self.unreadable:
+            return None
+        problem = self.unreadable[name]
+        return f"artifact {name!r} {where} was saved but does not load back: {problem}"
 
     @property
     def data(self) -> ArtifactData:
@@ -239,6 +296,10 @@ class FlowRun:
         several tasks maps to the list of their values in task order."""
         out: dict[str, Any] = {}
         for step in self:
+            for task in step.tasks:
+                problem = task.read_problem(name) if name not in task.artifacts else None
+                if problem is not None:
+                    raise ArtifactReadError(problem)
             values = [t.artifacts[name] for t in step.tasks if name in t.artifacts]
             if values:
                 out[step.name] = values[0] if len(step.tasks) == 1 else values
@@ -311,7 +372,35 @@ def read_run(
             attempt.run = result
     if not successful:
         result.failure = find_failure(result)
+    unreadable = read_failure(result)
+    if unreadable is not None and (
+        result.failure is None or _is_unreadable(result, result.failure.task)
+    ):
+        # What Metaflow saved and this process cannot read back fails the run
+        # (``check=True`` raises), which is still returned with every task.
+        result.successful = False
+        result.failure = unreadable
     return result
+
+
+def read_failure(run: FlowRun) -> Failure | None:
+    """The first task (in graph order) whose results could not be read back."""
+    for task in run.tasks:
+        problem = task.read_problem()
+        if problem is not None:
+            return Failure(
+                step=task.step,
+                task=task.pathspec,
+                exception_type=ArtifactReadError.__name__,
+                message=f"the task ran, but what it saved cannot be read back:\n{problem}",
+                stdout=task.stdout,
+                stderr=task.stderr,
+            )
+    return None
+
+
+def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:
+    return any(t.pathspec == pathspec and not t.readable for t in run.tasks)
 
 
 @dataclass
@@ -321,6 +410,8 @@ class StoredAttempt:
 
     values: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    #: Artifacts that did not load: name -> the problem.
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 def read_task(task: Task) -> TaskResult:
@@ -329,21 +420,48 @@ def read_task(task: Task) -> TaskResult:
 
 def read_task_stored(task: Task) -> tuple[TaskResult, StoredAttempt]:
     """The task (its last attempt, with every attempt in ``attempts``) and
-    what its last attempt stored."""
+    what its last attempt stored. Never raises for what the task wrote: a
+    task that cannot be read is returned with the problem, so that the run
+    it belongs to is not lost."""
     from metaflow import Task
 
-    # A task named with its attempt reads that attempt's metadata only, and
-    # does not look up which attempt is the latest each time it is asked.
-    read = [
-        _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
-        for n in range(task.current_attempt + 1)
-    ]
+    try:
+        # A task named with its attempt reads that attempt's metadata only, and
+        # does not look up which attempt is the latest each time it is asked.
+        read = [
+            _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
+            for n in range(task.current_attempt + 1)
+        ]
+    except Exception as exc:
+        read = [(_unreadable_task(task.pathspec, exc), StoredAttempt())]
     final, stored = read[-1]
     final.attempts = [result for result, _ in read]
     return final, stored
 
 
+def _unreadable_task(pathspec: str, exc: BaseException) -> TaskResult:
+    """A task whose metadata, logs or datastore could not be read."""
+    result = TaskResult(
+        pathspec=pathspec,
+        step=pathspec.split("/")[2],
+        artifacts={},
+        stdout="",
+        stderr="",
+        successful=False,
+        finished=False,
+        read_error=_problem(exc),
+    )
+    result.artifacts = _PartlyRead({}, result)
+    return result
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
+    from metaflow.unbounded_foreach import CONTROL_TASK_TAG
+
     # The metadata is read once: it says where the artifacts are, and it is
     # what the logs are read with.
     meta = task.metadata_dict
@@ -364,9 +482,17 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         index=stack[-1].index if stack else None,
         attempt=task.current_attempt,
         exception=values.get("_exception"),
-        # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
+        # Ids made outside Metaflow's runtime (artflow_step's, an unbounded
+        # foreach's workers) need not be numbers.
         order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
+        # What the client's ``Step.control_tasks()`` looks for; the artifact is
+        # what the runtime itself requires of a control task.
+        control=meta.get("internal_task_type") == CONTROL_TASK_TAG
+        or "_control_mapper_tasks" in values,
+        unreadable=stored.problems,
     )
+    if stored.problems:
+        result.artifacts = _PartlyRead(result.artifacts, result)
     return result, stored
 
 
@@ -396,12 +522,28 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
     except MetaflowException:
         return StoredAttempt()
     keys = dict(store.items())
+    stored = StoredAttempt(keys=keys)
+    try:
+        loaded = list(store.load_artifacts(list(keys)))
+    except Exception:
+        # One artifact spoils the batch: load each on its own to keep the
+        # others and name the ones that fail.
+        loaded = []
+        for name in keys:
+            try:
+                loaded += store.load_artifacts([name])
+            except Exception as exc:
+                stored.problems[name] = _problem(exc)
     # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
-    values = {
-        name: value.decode(name) if isinstance(value, IncludedFile) else value
-        for name, value in store.load_artifacts(list(keys))
-    }
-    return StoredAttempt(values, keys)
+    for name, value in loaded:
+        if isinstance(value, IncludedFile):
+            try:
+                value = value.decode(name)
+            except Exception as exc:
+                stored.problems[name] = _problem(exc)
+                continue
+        stored.values[name] = value
+    return stored
 
 
 def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:
@@ -410,7 +552,21 @@ def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:
 
 
 def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
-    return sorted(tasks, key=lambda t: t.order)
+    """Tasks of one step in foreach-index order (loop iterations by task id).
+    An unbounded foreach's control task has no index of its own and comes
+    first, before its workers (a local ``@parallel`` step's control task is
+    also worker 0); a task whose order is unknown (unreadable) comes last."""
+    return sorted(tasks, key=_order_key)
+
+
+def _order_key(task: TaskResult) -> tuple[Any, ...]:
+    indices, number = task.order
+    return (
+        task.read_error is not None or "_foreach_stack" in task.unreadable,
+        tuple(-1 if index is None else index for index in indices),
+        number,
+        task.id,
+    )
 
 
 def find_failure(run: FlowRun) -> Failure | None:

@@ -52,6 +52,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "failing_flow.py": {},
     "config_flow.py": {},
     "environment_flow.py": {},
+    "parallel_flow.py": {},
 }
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
