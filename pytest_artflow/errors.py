@@ -27,3 +27,13 @@ class FlowRunFailed(ArtflowError):
     def __init__(self, message: str, run: FlowRun | None = None) -> None:
         super().__init__(message)
         self.run = run
+
+
+class ArtifactReadError(ArtflowError, KeyError):
+    """An artifact (or a whole task) that Metaflow saved but that cannot be
+    read back in this process. Raised where the value is asked for, so that the
+    rest of the run stays readable; not an ``AttributeError``, so ``hasattr``
+    and ``getattr(..., default)`` cannot hide it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])

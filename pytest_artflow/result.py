@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import explain
 from .engines.diagnostics import UNPICKLABLE_PREFIX
-from .errors import ArtflowError
+from .errors import ArtflowError, ArtifactReadError
 
 if TYPE_CHECKING:
     from metaflow import Run, Task
@@ -24,16 +24,6 @@ if TYPE_CHECKING:
 
 class UnknownStepError(ArtflowError, KeyError):
     """``run["nope"]``: the message lists the steps that did run."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class ArtifactReadError(ArtflowError, KeyError):
-    """An artifact (or a whole task) that Metaflow saved but that cannot be
-    read back in this process. Raised where the value is asked for, so that the
-    rest of the run stays readable; not an ``AttributeError``, so ``hasattr``
-    and ``getattr(..., default)`` cannot hide it."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -426,21 +416,24 @@ def read_task_stored(task: Task) -> tuple[TaskResult, StoredAttempt]:
     from metaflow import Task
 
     try:
-        # A task named with its attempt reads that attempt's metadata only, and
-        # does not look up which attempt is the latest each time it is asked.
-        read = [
-            _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
-            for n in range(task.current_attempt + 1)
-        ]
+        attempts = task.current_attempt + 1
     except Exception as exc:
-        read = [(_unreadable_task(task.pathspec, exc), StoredAttempt())]
+        return _unreadable_task(task.pathspec, exc), StoredAttempt()
+    read = []
+    for n in range(attempts):
+        try:
+            # A task named with its attempt reads that attempt's metadata only, and
+            # does not look up which attempt is the latest each time it is asked.
+            read.append(_read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False)))
+        except Exception as exc:
+            read.append((_unreadable_task(task.pathspec, exc, attempt=n), StoredAttempt()))
     final, stored = read[-1]
     final.attempts = [result for result, _ in read]
     return final, stored
 
 
-def _unreadable_task(pathspec: str, exc: BaseException) -> TaskResult:
-    """A task whose metadata, logs or datastore could not be read."""
+def _unreadable_task(pathspec: str, exc: BaseException, attempt: int = 0) -> TaskResult:
+    """A task (attempt) whose metadata, logs or datastore could not be read."""
     result = TaskResult(
         pathspec=pathspec,
         step=pathspec.split("/")[2],
@@ -449,9 +442,11 @@ def _unreadable_task(pathspec: str, exc: BaseException) -> TaskResult:
         stderr="",
         successful=False,
         finished=False,
+        attempt=attempt,
         read_error=_problem(exc),
     )
     result.artifacts = _PartlyRead({}, result)
+    result.attempts = [result]
     return result
 
 
@@ -533,7 +528,8 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
             try:
                 loaded += store.load_artifacts([name])
             except Exception as exc:
-                stored.problems[name] = _problem(exc)
+                missing = _missing_content(storage[0], meta["ds-root"], flow_name, keys[name])
+                stored.problems[name] = missing or _problem(exc)
     # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
     for name, value in loaded:
         if isinstance(value, IncludedFile):
@@ -544,6 +540,20 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
                 continue
         stored.values[name] = value
     return stored
+
+
+def _missing_content(storage_class: Any, ds_root: str, flow_name: str, key: str) -> str | None:
+    """Say so if an artifact's content is not where Metaflow's content-addressed
+    store keeps it (``<flow>/data/<key[:2]>/<key>``): Metaflow's own error for
+    a missing file is a ``TypeError`` about ``None``."""
+    storage = storage_class(ds_root)
+    path = storage.path_join(flow_name, "data", key[:2], key)
+    try:
+        if storage.is_file([path])[0]:
+            return None
+    except Exception:
+        return None
+    return f"its content is missing from the datastore: {storage.full_uri(path)}"
 
 
 def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:

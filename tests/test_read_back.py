@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_artflow import FlowRunFailed
-from pytest_artflow.result import ArtifactReadError, FlowRun, read_run
+from pytest_artflow import ArtifactReadError, FlowRunFailed
+from pytest_artflow.result import FlowRun, read_run
 
 FLOWS = Path(__file__).parent / "flows"
 ENGINES = ["fork", "subprocess"]
@@ -231,11 +231,12 @@ def test_corrupt_artifact_file_is_named_and_the_rest_reads(artflow_run, artflow_
 
 def test_missing_artifact_file_is_named(artflow_run, artflow_sandbox, flow_file):
     run = artflow_run(flow_file(LINEAR))
-    _blob(run, artflow_sandbox.root, "end", "total").unlink()
+    blob = _blob(run, artflow_sandbox.root, "end", "total")
+    blob.unlink()
 
     again = _reread(run)
     end = again["end"].task
-    assert set(end.unreadable) == {"total"}
+    assert end.unreadable == {"total": f"its content is missing from the datastore: {blob}"}
     assert again.failure is not None and again.failure.task == end.pathspec
     assert again["start"].task.readable
     assert end.data.label == "kept"
