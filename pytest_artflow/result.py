@@ -362,6 +362,8 @@ def read_run(
             attempt.run = result
     if not successful:
         result.failure = find_failure(result)
+        if result.failure is not None:
+            result.failure = _blame_worker(result, result.failure)
     unreadable = read_failure(result)
     if unreadable is not None and (
         result.failure is None or _is_unreadable(result, result.failure.task)
@@ -387,6 +389,20 @@ def read_failure(run: FlowRun) -> Failure | None:
                 stderr=task.stderr,
             )
     return None
+
+
+def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
+    """A control task of an unbounded foreach fails when one of its workers
+    does (``Subprocess failed, return code 1``); the worker's own exception is
+    the one that says why."""
+    control = next((t for t in run.tasks if t.pathspec == failure.task and t.control), None)
+    if control is None:
+        return failure
+    workers = [t for t in run[control.step].tasks if not t.control and not t.successful]
+    if not workers:
+        return failure
+    step = StepResult(control.step, workers)
+    return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
 
 
 def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:

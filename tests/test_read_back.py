@@ -141,6 +141,35 @@ def test_unbounded_foreach_control_task_has_no_index_and_comes_first(
     assert [t.pathspec for t in run.client["inner"].control_tasks()] == [inner[0].pathspec]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failing_parallel_worker_is_the_failure_not_its_control_task(
+    artflow_run, flow_file, engine
+):
+    path = flow_file(
+        (FLOWS / "parallel_flow.py")
+        .read_text()
+        .replace(
+            "        self.value = self.base + self.node\n",
+            "        self.value = self.base + self.node\n"
+            "        if self.node == 2:\n"
+            "            raise ValueError('node 2 broke')\n",
+        )
+    )
+    with pytest.raises(FlowRunFailed) as excinfo:
+        artflow_run(path, engine=engine)
+    run = excinfo.value.run
+    assert run is not None
+    control, good, bad = run["train"].tasks
+    assert [control.successful, good.successful, bad.successful] == [False, True, False]
+    assert run.failure is not None
+    assert (run.failure.task, run.failure.exception_type) == (bad.pathspec, "ValueError")
+    assert run.failure.message == "node 2 broke"
+    assert f"failed in step 'train' (task {bad.pathspec}): ValueError: node 2 broke" in str(
+        excinfo.value
+    )
+    assert good.data.value == 11
+
+
 # -- tasks that cannot be read --
 
 
