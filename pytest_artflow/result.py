@@ -366,10 +366,12 @@ def read_run(
             result.failure = _blame_worker(result, result.failure)
     unreadable = read_failure(result)
     if unreadable is not None and (
-        result.failure is None or _is_unreadable(result, result.failure.task)
+        result.failure is None
+        or (result.failure.exception_type is None and _is_unreadable(result, result.failure.task))
     ):
         # What Metaflow saved and this process cannot read back fails the run
-        # (``check=True`` raises), which is still returned with every task.
+        # (``check=True`` raises), which is still returned with every task. A
+        # task that failed with an exception stays the run's failure.
         result.successful = False
         result.failure = unreadable
     return result
@@ -562,14 +564,14 @@ def _missing_content(storage_class: Any, ds_root: str, flow_name: str, key: str)
     """Say so if an artifact's content is not where Metaflow's content-addressed
     store keeps it (``<flow>/data/<key[:2]>/<key>``): Metaflow's own error for
     a missing file is a ``TypeError`` about ``None``."""
-    storage = storage_class(ds_root)
-    path = storage.path_join(flow_name, "data", key[:2], key)
     try:
+        storage = storage_class(ds_root)
+        path = storage.path_join(flow_name, "data", key[:2], key)
         if storage.is_file([path])[0]:
             return None
+        return f"its content is missing from the datastore: {storage.full_uri(path)}"
     except Exception:
         return None
-    return f"its content is missing from the datastore: {storage.full_uri(path)}"
 
 
 def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:
