@@ -144,6 +144,8 @@ class TaskResult:
     unreadable: dict[str, str] = field(default_factory=dict, repr=False)
     #: Why the task itself (its metadata, logs or datastore) could not be read.
     read_error: str | None = field(default=None, repr=False)
+    #: A control task's workers, as it recorded them (``_control_mapper_tasks``).
+    workers: list[str] = field(default_factory=list, repr=False)
 
     @property
     def id(self) -> str:
@@ -364,6 +366,8 @@ def read_run(
         result.failure = find_failure(result)
         if result.failure is not None:
             result.failure = _blame_worker(result, result.failure)
+    if result.failure is not None:
+        result.failure.message += _missing_workers(result)
     unreadable = read_failure(result)
     if unreadable is not None and (
         result.failure is None
@@ -405,6 +409,28 @@ def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
         return failure
     step = StepResult(control.step, workers)
     return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
+
+
+def _missing_workers(run: FlowRun) -> str:
+    """A hint when workers a control task started never wrote anything.
+
+    Metaflow starts a local ``@parallel`` step's workers itself, as
+    ``python <flow file> step ...``: a flow file without an
+    ``if __name__ == "__main__":`` block then runs no task and exits 0, and
+    only the join fails, for want of its inputs.
+    """
+    present = {t.pathspec for t in run.tasks}
+    for task in run.tasks:
+        missing = [path for path in task.workers if path not in present]
+        if missing:
+            file = run.flow.file if run.flow else "the flow file"
+            return (
+                f"\n(the control task {task.pathspec} of step {task.step!r} started workers "
+                f"that never ran: {', '.join(missing)}. Metaflow starts them as "
+                f"`python {file} step ...`: that file needs its "
+                f'`if __name__ == "__main__":` block, which starts the flow)'
+            )
+    return ""
 
 
 def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:
@@ -503,6 +529,10 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         control=meta.get("internal_task_type") == CONTROL_TASK_TAG
         or "_control_mapper_tasks" in values,
         unreadable=stored.problems,
+        workers=[
+            f"{task.pathspec.split('/')[0]}/{path}"
+            for path in values.get("_control_mapper_tasks") or []
+        ],
     )
     if stored.problems:
         result.artifacts = _PartlyRead(result.artifacts, result)

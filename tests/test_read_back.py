@@ -170,6 +170,27 @@ def test_failing_parallel_worker_is_the_failure_not_its_control_task(
     assert good.data.value == 11
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_parallel_workers_that_never_ran_are_named_with_the_likely_cause(
+    artflow_run, flow_file, engine
+):
+    source = (FLOWS / "parallel_flow.py").read_text()
+    path = flow_file(source[: source.index('if __name__ == "__main__":')])
+    with pytest.raises(FlowRunFailed) as excinfo:
+        artflow_run(path, engine=engine)
+    run = excinfo.value.run
+    assert run is not None
+    (control,) = run["train"].tasks
+    assert control.control and control.successful
+    assert run.failure is not None and run.failure.step == "join"
+    message = str(excinfo.value)
+    assert (
+        f"(the control task {control.pathspec} of step 'train' started workers that never ran: "
+        f"{control.pathspec}_node_1, {control.pathspec}_node_2. Metaflow starts them as "
+        f'`python {path} step ...`: that file needs its `if __name__ == "__main__":` block'
+    ) in message
+
+
 # -- tasks that cannot be read --
 
 
