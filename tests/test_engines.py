@@ -111,6 +111,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
             step.name: [
                 {
                     "index": t.index,
+                    "control": t.control,
                     "foreach": t.order[0],
                     "attempts": [attempt(a) for a in t.attempts],
                 }

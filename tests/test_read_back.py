@@ -249,6 +249,26 @@ def test_unreadable_task_fails_a_checked_run_naming_it(artflow_run, flow_file, e
     assert run["join"].data.drawn == [1, 2, 3]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_exception_stays_the_failure_of_a_task_that_also_cannot_be_read(
+    artflow_run, flow_file, engine
+):
+    path = flow_file(
+        LOCAL_CLASS.replace(
+            "            self.shape = Square(self.input)\n",
+            "            self.shape = Square(self.input)\n"
+            "            raise ValueError('drawing broke')\n",
+        )
+    )
+    (path.parent / "shapes.py").write_text(SHAPES)
+    run = artflow_run(path, engine=engine, check=False)
+    bad = run["draw"].tasks[1]
+    assert run.failure is not None
+    assert (run.failure.task, run.failure.exception_type) == (bad.pathspec, "ValueError")
+    assert run.failure.message == "drawing broke"
+    assert bad.unreadable == {"shape": "ModuleNotFoundError: No module named 'shapes'"}
+
+
 def _blob(run: FlowRun, root: Path, step: str, name: str) -> Path:
     sha = run.client[step].task[name].sha
     return root / ".metaflow" / run.flow_name / "data" / sha[:2] / sha
