@@ -37,8 +37,12 @@ class _PartlyRead(dict):
         super().__init__(values)
         self._task = task
 
+    def problem(self, name: str) -> str | None:
+        """Why artifact ``name`` is missing, if it was saved and did not load."""
+        return None if name in self else self._task.read_problem(name)
+
     def __missing__(self, name: str) -> Any:
-        problem = self._task.read_problem(name)
+        problem = self.problem(name)
         if problem is None:
             raise KeyError(name)
         raise ArtifactReadError(problem)
@@ -65,8 +69,9 @@ class ArtifactData:
         artifacts = object.__getattribute__(self, "_artifacts")
         if name.startswith("__"):
             raise AttributeError(name)
-        if name not in artifacts and isinstance(artifacts, _PartlyRead):
-            artifacts[name]  # raises ArtifactReadError naming the problem
+        problem = artifacts.problem(name) if isinstance(artifacts, _PartlyRead) else None
+        if problem is not None:
+            raise ArtifactReadError(problem)
         if name not in artifacts:
             known = ", ".join(sorted(artifacts)) or "none"
             hint = (

@@ -223,6 +223,11 @@ def test_artifact_of_a_class_this_process_cannot_import_is_named_and_the_run_kep
     with pytest.raises(ArtifactReadError, match="No module named 'shapes'"):
         run.trace("shape")
     assert bad.data.side == 2
+    with pytest.raises(AttributeError, match="has no artifact 'sides_typo'"):
+        bad.data.sides_typo  # noqa: B018
+    with pytest.raises(KeyError) as missing:
+        bad.artifacts["sides_typo"]
+    assert not isinstance(missing.value, ArtifactReadError)
     assert bad.successful
     assert [t.index for t in run["draw"].tasks] == [0, 1, 2]
     assert [t.readable for t in run["draw"].tasks] == [True, False, True]
