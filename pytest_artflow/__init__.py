@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
+from .errors import ArtflowError, ArtifactReadError, FlowReferenceError, FlowRunFailed
 
 __all__ = [
     "ArtflowError",
+    "ArtifactReadError",
     "CaughtException",
     "FlowReferenceError",
     "FlowRunFailed",

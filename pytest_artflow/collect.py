@@ -319,14 +319,6 @@ class ArtflowItem(pytest.Item):
         except ArtflowError as exc:
             summary.duration = time.perf_counter() - started
             raise ArtflowItemFailed(_start_hint(str(exc), self.nodeid)) from None
-        except Exception as exc:
-            # The run finished but reading it back failed: an artifact that
-            # Metaflow saved does not load. Say which one.
-            summary.duration = time.perf_counter() - started
-            problem = unloadable_artifact(ref, summary)
-            if problem is None:
-                raise
-            raise ArtflowItemFailed(problem) from exc
         summary.duration = run.duration
         report.summarize(summary, run.client, ref.step_names)
         for task in run.tasks:
@@ -334,8 +326,9 @@ class ArtflowItem(pytest.Item):
                 summary.note_caught(task.step, task.id, str(task.caught), task.caught.var)
         if run.failure is not None and run.failure.step and not run.failure.caught:
             summary.failed_step = run.failure.step
-        # As `python flow.py run`: an exception @catch caught does not fail the flow.
-        if not run.finished:
+        # As `python flow.py run`: an exception @catch caught does not fail the
+        # flow. Every artifact of every task must load back here.
+        if not (run.finished and run.readable):
             raise ArtflowItemFailed(failure_report(run))
         problems = check_expected(run, settings.expect_for(self.nodeid))
         if problems:
@@ -392,35 +385,6 @@ def failure_report(run: FlowRun) -> str:
     ):
         text += "\noutput of the run (tail):\n" + report.tail(run.output, 15)
     return text
-
-
-def unloadable_artifact(ref: flows.FlowRef, summary: report.FlowSummary) -> str | None:
-    """Describe the first artifact (in graph order) of the sandbox's run that
-    Metaflow saved but this process cannot load, and mark its step failed in
-    ``summary``; ``None`` if there is no such artifact (or no run at all)."""
-    from metaflow import Flow
-
-    from .result import main_module_as
-
-    try:
-        run = Flow(ref.name, _namespace_check=False).latest_run
-        report.summarize(summary, run, ref.step_names)
-    except Exception:
-        return None
-    present = {step.id: step for step in run}
-    with main_module_as(ref.module):
-        for name in ref.step_names:
-            for task in present.get(name, ()):
-                for artifact in task:
-                    try:
-                        artifact.data  # noqa: B018 - loading is the check
-                    except Exception as exc:
-                        summary.fail(name)
-                        return (
-                            f"artifact {artifact.id!r} of step {name!r} (task {task.pathspec}) "
-                            f"was saved but does not load back: {type(exc).__name__}: {exc}"
-                        )
-    return None
 
 
 def check_expected(run: FlowRun, entries: list[Entry]) -> list[str]:

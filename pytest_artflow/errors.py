@@ -32,3 +32,13 @@ class FlowRunFailed(ArtflowError):
 class FlowLoadWarning(UserWarning):
     """Loading a flow file in the pytest process left something behind that
     cannot be undone (a thread its module-level code started)."""
+
+
+class ArtifactReadError(ArtflowError, KeyError):
+    """An artifact (or a whole task) that Metaflow saved but that cannot be
+    read back in this process. Raised where the value is asked for, so that the
+    rest of the run stays readable; not an ``AttributeError``, so ``hasattr``
+    and ``getattr(..., default)`` cannot hide it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import explain
 from .engines.diagnostics import UNPICKLABLE_PREFIX
-from .errors import ArtflowError
+from .errors import ArtflowError, ArtifactReadError
 
 if TYPE_CHECKING:
     from metaflow import Run, Task
@@ -30,6 +30,25 @@ class UnknownStepError(ArtflowError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class _PartlyRead(dict):
+    """``task.artifacts`` of a task some of whose artifacts did not load: a
+    plain dict of those that did, whose missing names say why they are missing."""
+
+    def __init__(self, values: dict[str, Any], task: TaskResult) -> None:
+        super().__init__(values)
+        self._task = task
+
+    def problem(self, name: str) -> str | None:
+        """Why artifact ``name`` is missing, if it was saved and did not load."""
+        return None if name in self else self._task.read_problem(name)
+
+    def __missing__(self, name: str) -> Any:
+        problem = self.problem(name)
+        if problem is None:
+            raise KeyError(name)
+        raise ArtifactReadError(problem)
 
 
 #: What a mapping would offer; ``task.artifacts`` is the dict of every artifact.
@@ -53,6 +72,9 @@ class ArtifactData:
         artifacts = object.__getattribute__(self, "_artifacts")
         if name.startswith("__"):
             raise AttributeError(name)
+        problem = artifacts.problem(name) if isinstance(artifacts, _PartlyRead) else None
+        if problem is not None:
+            raise ArtifactReadError(problem)
         if name not in artifacts:
             known = ", ".join(sorted(artifacts)) or "none"
             hint = (
@@ -74,6 +96,8 @@ class ArtifactData:
     def __getitem__(self, name: str) -> Any:
         try:
             return self.__getattr__(name)
+        except ArtifactReadError:
+            raise
         except AttributeError as exc:
             raise KeyError(str(exc)) from None
 
@@ -138,15 +162,26 @@ class TaskResult:
     #: The task's ``@card`` cards, as ``metaflow.cards.get_cards`` lists them,
     #: their HTML already read (``Card.get()`` needs no datastore).
     cards: list[Card] = field(default_factory=list, repr=False)
-    #: (foreach indices, task id): the order of tasks within a step.
-    order: tuple[tuple[int, ...], int] = field(default=((), 0), repr=False)
-    run: FlowRun | None = field(default=None, repr=False)
     #: In a resumed run (``artflow_resume``): the task of the origin run this
     #: one was cloned from, as Metaflow's ``Task.origin_pathspec`` says it
     #: (``"Flow/<origin run>/<step>/<task>"``); ``None`` for a task that ran.
     origin_pathspec: str | None = None
     #: What ``@catch`` caught in this attempt, if it caught anything.
     caught: CaughtException | None = None
+    #: (foreach indices, task id): the order of tasks within a step. The
+    #: control task of an unbounded foreach has the index ``None``.
+    order: tuple[tuple[int | None, ...], int] = field(default=((), 0), repr=False)
+    run: FlowRun | None = field(default=None, repr=False)
+    #: The control task of an unbounded foreach (a ``@parallel`` step): the one
+    #: Metaflow's runtime started, which starts the workers.
+    control: bool = False
+    #: Artifacts this attempt saved that do not load back here: name -> the
+    #: problem (``"ModuleNotFoundError: No module named 'helpers'"``).
+    unreadable: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Why the task itself (its metadata, logs or datastore) could not be read.
+    read_error: str | None = field(default=None, repr=False)
+    #: A control task's workers, as it recorded them (``_control_mapper_tasks``).
+    workers: list[str] = field(default_factory=list, repr=False)
 
     @property
     def id(self) -> str:
@@ -156,6 +191,25 @@ class TaskResult:
     def cloned(self) -> bool:
         """Metaflow's resume copied this task from the origin run instead of running it."""
         return self.origin_pathspec is not None
+
+    @property
+    def readable(self) -> bool:
+        """Everything the task saved was read back."""
+        return not self.unreadable and self.read_error is None
+
+    def read_problem(self, name: str | None = None) -> str | None:
+        """What went wrong reading artifact ``name`` (any, if ``None``), as a
+        message naming the step, the task and the problem; ``None`` if nothing did."""
+        where = f"of step {self.step!r} (task {self.pathspec})"
+        if self.read_error is not None:
+            what = f"artifact {name!r}" if name else "the task"
+            return f"{what} {where} could not be read back: {self.read_error}"
+        if name is None:
+            name = next(iter(self.unreadable), None)
+        if name is None or name not in self.unreadable:
+            return None
+        problem = self.unreadable[name]
+        return f"artifact {name!r} {where} was saved but does not load back: {problem}"
 
     @property
     def data(self) -> ArtifactData:
@@ -274,6 +328,11 @@ class FlowRun:
         return [t for s in self for t in s.tasks]
 
     @property
+    def readable(self) -> bool:
+        """Everything every task saved was read back (``TaskResult.readable``)."""
+        return all(t.readable for t in self.tasks)
+
+    @property
     def client(self) -> Run:
         """Metaflow's own ``Run`` object (valid while the test's sandbox is active)."""
         from metaflow import Run
@@ -285,6 +344,10 @@ class FlowRun:
         several tasks maps to the list of their values in task order."""
         out: dict[str, Any] = {}
         for step in self:
+            for task in step.tasks:
+                problem = task.read_problem(name) if name not in task.artifacts else None
+                if problem is not None:
+                    raise ArtifactReadError(problem)
             values = [t.artifacts[name] for t in step.tasks if name in t.artifacts]
             if values:
                 out[step.name] = values[0] if len(step.tasks) == 1 else values
@@ -374,7 +437,77 @@ def read_run(
             attempt.run = result
     if not successful:
         result.failure = find_failure(result)
+        if result.failure is not None:
+            result.failure = _blame_worker(result, result.failure)
+    if result.failure is not None:
+        result.failure.message += _missing_workers(result)
+    unreadable = read_failure(result)
+    if unreadable is not None and (
+        result.failure is None
+        or (result.failure.exception_type is None and _is_unreadable(result, result.failure.task))
+    ):
+        # What Metaflow saved and this process cannot read back is the run's
+        # failure (``check=True`` raises), though Metaflow's flags stay as the
+        # client has them; the run is still returned with every task. A task
+        # that failed with an exception stays the run's failure.
+        result.failure = unreadable
     return result
+
+
+def read_failure(run: FlowRun) -> Failure | None:
+    """The first task (in graph order) whose results could not be read back."""
+    for task in run.tasks:
+        problem = task.read_problem()
+        if problem is not None:
+            return Failure(
+                step=task.step,
+                task=task.pathspec,
+                exception_type=ArtifactReadError.__name__,
+                message=f"the task ran, but what it saved cannot be read back:\n{problem}",
+                stdout=task.stdout,
+                stderr=task.stderr,
+            )
+    return None
+
+
+def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
+    """A control task of an unbounded foreach fails when one of its workers
+    does (``Subprocess failed, return code 1``); the worker's own exception is
+    the one that says why."""
+    control = next((t for t in run.tasks if t.pathspec == failure.task and t.control), None)
+    if control is None:
+        return failure
+    workers = [t for t in run[control.step].tasks if not t.control and not t.successful]
+    if not workers:
+        return failure
+    step = StepResult(control.step, workers)
+    return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
+
+
+def _missing_workers(run: FlowRun) -> str:
+    """A hint when workers a control task started never wrote anything.
+
+    Metaflow starts a local ``@parallel`` step's workers itself, as
+    ``python <flow file> step ...``: a flow file without an
+    ``if __name__ == "__main__":`` block then runs no task and exits 0, and
+    only the join fails, for want of its inputs.
+    """
+    present = {t.pathspec for t in run.tasks}
+    for task in run.tasks:
+        missing = [path for path in task.workers if path not in present]
+        if missing:
+            file = run.flow.file if run.flow else "the flow file"
+            return (
+                f"\n(the control task {task.pathspec} of step {task.step!r} started workers "
+                f"that never ran: {', '.join(missing)}. Metaflow starts them as "
+                f"`python {file} step ...`: that file needs its "
+                f'`if __name__ == "__main__":` block, which starts the flow)'
+            )
+    return ""
+
+
+def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:
+    return any(t.pathspec == pathspec and not t.readable for t in run.tasks)
 
 
 @dataclass
@@ -384,6 +517,8 @@ class StoredAttempt:
 
     values: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    #: Artifacts that did not load: name -> the problem.
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 def read_task(task: Task, *, cards: bool = False) -> TaskResult:
@@ -393,15 +528,23 @@ def read_task(task: Task, *, cards: bool = False) -> TaskResult:
 def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, StoredAttempt]:
     """The task (its last attempt, with every attempt in ``attempts``) and
     what its last attempt stored; with ``cards``, its cards too (a step
-    without ``@card`` has none, and looking costs a listing per task)."""
+    without ``@card`` has none, and looking costs a listing per task). Never
+    raises for what the task wrote: a task that cannot be read is returned
+    with the problem, so that the run it belongs to is not lost."""
     from metaflow import Task
 
-    # A task named with its attempt reads that attempt's metadata only, and
-    # does not look up which attempt is the latest each time it is asked.
-    read = [
-        _read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False))
-        for n in range(task.current_attempt + 1)
-    ]
+    try:
+        attempts = task.current_attempt + 1
+    except Exception as exc:
+        return _unreadable_task(task.pathspec, exc), StoredAttempt()
+    read = []
+    for n in range(attempts):
+        try:
+            # A task named with its attempt reads that attempt's metadata only, and
+            # does not look up which attempt is the latest each time it is asked.
+            read.append(_read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False)))
+        except Exception as exc:
+            read.append((_unreadable_task(task.pathspec, exc, attempt=n), StoredAttempt()))
     final, stored = read[-1]
     final.attempts = [result for result, _ in read]
     if cards:
@@ -435,7 +578,31 @@ def read_cards(task: Task) -> list[Card]:
     return found
 
 
+def _unreadable_task(pathspec: str, exc: BaseException, attempt: int = 0) -> TaskResult:
+    """A task (attempt) whose metadata, logs or datastore could not be read."""
+    result = TaskResult(
+        pathspec=pathspec,
+        step=pathspec.split("/")[2],
+        artifacts={},
+        stdout="",
+        stderr="",
+        successful=False,
+        finished=False,
+        attempt=attempt,
+        read_error=_problem(exc),
+    )
+    result.artifacts = _PartlyRead({}, result)
+    result.attempts = [result]
+    return result
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
+    from metaflow.unbounded_foreach import CONTROL_TASK_TAG
+
     # The metadata is read once: it says where the artifacts are, and it is
     # what the logs are read with.
     meta = task.metadata_dict
@@ -458,11 +625,23 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         index=stack[-1].index if stack else None,
         attempt=task.current_attempt,
         exception=values.get("_exception"),
-        # Ids made outside Metaflow's runtime (artflow_step's) need not be numbers.
+        # Ids made outside Metaflow's runtime (artflow_step's, an unbounded
+        # foreach's workers) need not be numbers.
         order=(tuple(f.index for f in stack), int(task.id) if task.id.isdigit() else 0),
         origin_pathspec=_origin_pathspec(task, meta),
         caught=None if successful or not finished else _caught(stored),
+        # What the client's ``Step.control_tasks()`` looks for; the artifact is
+        # what the runtime itself requires of a control task.
+        control=meta.get("internal_task_type") == CONTROL_TASK_TAG
+        or "_control_mapper_tasks" in values,
+        unreadable=stored.problems,
+        workers=[
+            f"{task.pathspec.split('/')[0]}/{path}"
+            for path in values.get("_control_mapper_tasks") or []
+        ],
     )
+    if stored.problems:
+        result.artifacts = _PartlyRead(result.artifacts, result)
     return result, stored
 
 
@@ -511,12 +690,43 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
     except MetaflowException:
         return StoredAttempt()
     keys = dict(store.items())
+    stored = StoredAttempt(keys=keys)
+    try:
+        loaded = list(store.load_artifacts(list(keys)))
+    except Exception:
+        # One artifact spoils the batch: load each on its own to keep the
+        # others and name the ones that fail.
+        loaded = []
+        for name in keys:
+            try:
+                loaded += store.load_artifacts([name])
+            except Exception as exc:
+                missing = _missing_content(storage[0], meta["ds-root"], flow_name, keys[name])
+                stored.problems[name] = missing or _problem(exc)
     # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
-    values = {
-        name: value.decode(name) if isinstance(value, IncludedFile) else value
-        for name, value in store.load_artifacts(list(keys))
-    }
-    return StoredAttempt(values, keys)
+    for name, value in loaded:
+        if isinstance(value, IncludedFile):
+            try:
+                value = value.decode(name)
+            except Exception as exc:
+                stored.problems[name] = _problem(exc)
+                continue
+        stored.values[name] = value
+    return stored
+
+
+def _missing_content(storage_class: Any, ds_root: str, flow_name: str, key: str) -> str | None:
+    """Say so if an artifact's content is not where Metaflow's content-addressed
+    store keeps it (``<flow>/data/<key[:2]>/<key>``): Metaflow's own error for
+    a missing file is a ``TypeError`` about ``None``."""
+    try:
+        storage = storage_class(ds_root)
+        path = storage.path_join(flow_name, "data", key[:2], key)
+        if storage.is_file([path])[0]:
+            return None
+        return f"its content is missing from the datastore: {storage.full_uri(path)}"
+    except Exception:
+        return None
 
 
 def _origin_pathspec(task: Task, meta: Mapping[str, str]) -> str | None:
@@ -536,7 +746,21 @@ def _log(task: Task, stream: str, meta: Mapping[str, str]) -> str:
 
 
 def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
-    return sorted(tasks, key=lambda t: t.order)
+    """Tasks of one step in foreach-index order (loop iterations by task id).
+    An unbounded foreach's control task has no index of its own and comes
+    first, before its workers (a local ``@parallel`` step's control task is
+    also worker 0); a task whose order is unknown (unreadable) comes last."""
+    return sorted(tasks, key=_order_key)
+
+
+def _order_key(task: TaskResult) -> tuple[Any, ...]:
+    indices, number = task.order
+    return (
+        task.read_error is not None or "_foreach_stack" in task.unreadable,
+        tuple(-1 if index is None else index for index in indices),
+        number,
+        task.id,
+    )
 
 
 def find_failure(run: FlowRun) -> Failure | None:

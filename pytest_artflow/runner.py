@@ -172,9 +172,10 @@ class ArtflowRunner:
         elif outcome.returncode != 0:
             run.successful = run.finished = False
         self.runs.append(run)
-        # Exactly when `python flow.py run` fails: an exception @catch caught,
-        # in the end step too, lets the run go on and exit 0.
-        if check and not run.finished:
+        # When `python flow.py run` fails (an exception @catch caught, in the
+        # end step too, lets the run go on and exit 0), and when what the run
+        # saved cannot be read back here.
+        if check and not (run.finished and run.readable):
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
 

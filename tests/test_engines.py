@@ -57,6 +57,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "config_flow.py": {},
     "environment_flow.py": {},
     "resume_flow.py": {"width": 2},
+    "parallel_flow.py": {},
 }
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
@@ -139,6 +140,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
             step.name: [
                 {
                     "index": t.index,
+                    "control": t.control,
                     "foreach": t.order[0],
                     "attempts": [attempt(a) for a in t.attempts],
                 }
