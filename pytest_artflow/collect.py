@@ -325,7 +325,7 @@ class ArtflowItem(pytest.Item):
             if task.caught is not None:
                 summary.note_caught(task.step, task.id, str(task.caught), task.caught.var)
         if run.failure is not None and run.failure.step and not run.failure.caught:
-            summary.failed_step = run.failure.step
+            summary.fail(run.failure.step)
         # As `python flow.py run`: an exception @catch caught does not fail the
         # flow. Every artifact of every task must load back here.
         if not (run.finished and run.readable):
