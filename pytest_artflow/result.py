@@ -439,8 +439,6 @@ def read_run(
         result.failure = find_failure(result)
         if result.failure is not None:
             result.failure = _blame_worker(result, result.failure)
-    if result.failure is not None:
-        result.failure.message += _missing_workers(result)
     unreadable = read_failure(result)
     if unreadable is not None and (
         result.failure is None
@@ -482,28 +480,6 @@ def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
         return failure
     step = StepResult(control.step, workers)
     return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
-
-
-def _missing_workers(run: FlowRun) -> str:
-    """A hint when workers a control task started never wrote anything.
-
-    Metaflow starts a local ``@parallel`` step's workers itself, as
-    ``python <flow file> step ...``: a flow file without an
-    ``if __name__ == "__main__":`` block then runs no task and exits 0, and
-    only the join fails, for want of its inputs.
-    """
-    present = {t.pathspec for t in run.tasks}
-    for task in run.tasks:
-        missing = [path for path in task.workers if path not in present]
-        if missing:
-            file = run.flow.file if run.flow else "the flow file"
-            return (
-                f"\n(the control task {task.pathspec} of step {task.step!r} started workers "
-                f"that never ran: {', '.join(missing)}. Metaflow starts them as "
-                f"`python {file} step ...`: that file needs its "
-                f'`if __name__ == "__main__":` block, which starts the flow)'
-            )
-    return ""
 
 
 def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:

@@ -131,28 +131,45 @@ def task_entrypoint(path: str, class_name: str) -> list[str]:
     return [sys.executable, "-m", __spec__.name, path, class_name]
 
 
-def render_cards_with(entrypoint: list[str]) -> None:
-    """Start ``@card``'s ``card create`` processes with ``entrypoint``.
+def relaunch_with(entrypoint: list[str]) -> None:
+    """Start the processes Metaflow starts as ``python <sys.argv[0]> ...``
+    with ``entrypoint`` instead.
 
-    Metaflow renders each card in a new process that runs ``python
-    <sys.argv[0]> ... card create``: the flow file's ``__main__`` block. A file
-    without one, with several flows, or a class shipped from a test would then
-    render nothing, silently. The launcher loads the flow the way the task did;
-    the rest of the command is Metaflow's.
+    Besides its runtime's tasks (whose command is the ``entrypoint`` Metaflow
+    is given), Metaflow starts two kinds of process by running the flow's
+    script again: ``@card``'s ``card create`` and the workers of an unbounded
+    foreach (``@parallel``'s ``step`` commands, built by ``CLIArgs.step_command``).
+    That runs the flow file's ``__main__`` block: a file without one, with
+    several flows, or a class shipped from a test would render no card or run
+    no worker, silently. The launcher loads the flow the way the task did; the
+    rest of each command is Metaflow's.
     """
+    from metaflow.cli_args import CLIArgs
     from metaflow.plugins.cards.card_creator import CardCreator
 
+    def command(cmd: list[str]) -> list[str]:
+        # [python, ("-u",) script, ...] -> [python, ("-u",) -m launch FILE CLASS, ...]
+        at = 2 if cmd[1:2] == ["-u"] else 1
+        if len(cmd) > at and cmd[at] == sys.argv[0]:
+            return [*cmd[:at], *entrypoint[1:], *cmd[at + 1 :]]
+        return cmd
+
     # A process that loads a second flow (a forked task) replaces the first's.
-    original = getattr(CardCreator._run_command, "_artflow_original", CardCreator._run_command)
+    run_command = getattr(CardCreator._run_command, "_artflow_original", CardCreator._run_command)
+    step_command = getattr(CLIArgs.step_command, "_artflow_original", CLIArgs.step_command)
 
-    @functools.wraps(original)
+    @functools.wraps(run_command)
     def _run_command(self: Any, cmd: list[str], *args: Any, **kwargs: Any) -> Any:
-        if cmd[:2] == [sys.executable, sys.argv[0]]:
-            cmd = [*entrypoint, *cmd[2:]]
-        return original(self, cmd, *args, **kwargs)
+        return run_command(self, command(cmd), *args, **kwargs)
 
-    _run_command._artflow_original = original  # type: ignore[attr-defined]
+    @functools.wraps(step_command)
+    def _step_command(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        return command(step_command(self, *args, **kwargs))
+
+    _run_command._artflow_original = run_command  # type: ignore[attr-defined]
+    _step_command._artflow_original = step_command  # type: ignore[attr-defined]
     CardCreator._run_command = _run_command  # type: ignore[method-assign]
+    CLIArgs.step_command = _step_command  # type: ignore[method-assign]
 
 
 def run_cli(flow_class: type, path: str, class_name: str) -> None:
@@ -167,7 +184,7 @@ def run_cli(flow_class: type, path: str, class_name: str) -> None:
     diagnostics.install()
 
     entrypoint = task_entrypoint(path, class_name)
-    render_cards_with(entrypoint)
+    relaunch_with(entrypoint)
     with parameters.flow_context(flow_class):
         # Metaflow's CLI adds the flow's options (Parameters, flow decorators
         # such as @project's --branch) when metaflow.cli is first imported, as
