@@ -46,16 +46,18 @@ if __name__ == "__main__":
     UnboundedFlow()
 """
 
-# A class the flow imports inside a step from a module next to the flow file:
-# the flow's processes have that directory on sys.path, this process does not.
+# A class the flow imports inside a step from a module only the flow's
+# processes can import: the step writes it to a directory of its own.
 SHAPES = """
 class Square:
     def __init__(self, side):
         self.side = side
 """
 
-LOCAL_CLASS = """
+LOCAL_CLASS = f"""
 from metaflow import FlowSpec, step
+
+SHAPES = {SHAPES!r}
 
 
 class LocalClassFlow(FlowSpec):
@@ -68,6 +70,12 @@ class LocalClassFlow(FlowSpec):
     def draw(self):
         self.side = self.input
         if self.input == 2:
+            import sys, tempfile
+
+            where = tempfile.mkdtemp()
+            with open(where + "/shapes.py", "w") as f:
+                f.write(SHAPES)
+            sys.path.insert(0, where)
             from shapes import Square
 
             self.shape = Square(self.input)
@@ -194,7 +202,6 @@ def test_artifact_of_a_class_this_process_cannot_import_is_named_and_the_run_kep
     artflow_run, flow_file, engine
 ):
     path = flow_file(LOCAL_CLASS)
-    (path.parent / "shapes.py").write_text(SHAPES)
     run = artflow_run(path, engine=engine, check=False)
 
     # Metaflow's flags are the client's; what this process cannot read is the failure.
@@ -235,7 +242,6 @@ def test_artifact_of_a_class_this_process_cannot_import_is_named_and_the_run_kep
 @pytest.mark.parametrize("engine", ENGINES)
 def test_unreadable_task_fails_a_checked_run_naming_it(artflow_run, flow_file, engine):
     path = flow_file(LOCAL_CLASS)
-    (path.parent / "shapes.py").write_text(SHAPES)
     with pytest.raises(FlowRunFailed) as excinfo:
         artflow_run(path, engine=engine)
     run = excinfo.value.run
@@ -261,7 +267,6 @@ def test_the_exception_stays_the_failure_of_a_task_that_also_cannot_be_read(
             "            raise ValueError('drawing broke')\n",
         )
     )
-    (path.parent / "shapes.py").write_text(SHAPES)
     run = artflow_run(path, engine=engine, check=False)
     bad = run["draw"].tasks[1]
     assert run.failure is not None
