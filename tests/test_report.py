@@ -100,6 +100,11 @@ def test_header_names_the_engine_and_where_sandboxes_are_kept(pytester: pytest.P
         ]
     )
     pytester.makeini("[pytest]\nartflow_run_locally =\nartflow_engine = other\n")
+    pytester.makeconftest(
+        "from pytest_artflow.engines.subprocess import SubprocessEngine\n"
+        "def pytest_artflow_engines():\n"
+        "    return {'other': SubprocessEngine}\n"
+    )
     result = pytester.runpytest("--artflow")
     result.stdout.fnmatch_lines(["artflow: engine other, sandboxes under *, kept: failed"])
     result.stdout.no_fnmatch_line("artflow: run locally*")
