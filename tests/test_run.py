@@ -443,3 +443,85 @@ def test_unpicklable_artifact_is_named_down_to_the_member(artflow_run, flow_file
     )
     with pytest.raises(FlowRunFailed, match=r"failed in step 'start'.*model\.callbacks\[2\]"):
         artflow_run(path, engine=engine)
+
+
+RELATIVE_FLOW = """
+from metaflow import FlowSpec, step
+
+from .utils import norm
+
+
+class RelativeFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = norm(5)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def assert_relative_import_message(text: str, file: str, absolute: str | None) -> None:
+    """One message naming the file, the line and what to write instead;
+    no traceback of the loader, the fork server or the launcher."""
+    assert f"{file}:4: `from .utils import norm` is a relative import" in text
+    assert "a flow file runs as the module __main__" in text
+    if absolute:
+        assert f"`{absolute}`" in text
+    assert "`from utils import norm`" in text
+    for noise in ("Traceback", "^^^", "forkserver.py", "launch.py", "program.py"):
+        assert noise not in text
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_a_relative_import_in_a_flow_file_says_what_to_write(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    """As under ``python flow.py run`` the file runs as ``__main__`` and its
+    relative import fails, in the run's processes (a flow of a package that
+    the test imports) and in the pytest process (a flow file in no package)."""
+    pkg = pytester.mkpydir("mypkg")
+    (pkg / "utils.py").write_text("def norm(x):\n    return x / 10\n")
+    (pkg / "rel_flow.py").write_text(RELATIVE_FLOW)
+    loose = pytester.mkdir("loose")
+    (loose / "utils.py").write_text("def norm(x):\n    return x / 10\n")
+    (loose / "rel_flow.py").write_text(RELATIVE_FLOW)
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        from mypkg.rel_flow import RelativeFlow
+        from pytest_artflow import ArtflowError
+
+
+        def test_class_of_a_package(artflow_run):
+            with pytest.raises(ArtflowError) as info:
+                artflow_run(RelativeFlow)
+            print("MESSAGE<" + str(info.value) + ">MESSAGE")
+
+
+        def test_file_in_no_package(artflow_run):
+            with pytest.raises(ArtflowError) as info:
+                artflow_run("loose/rel_flow.py")
+            print("MESSAGE<" + str(info.value) + ">MESSAGE")
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "-s", "test_it.py")
+    result.assert_outcomes(passed=2)
+    messages = result.stdout.str().split("MESSAGE<")[1:]
+    assert len(messages) == 2
+    in_run = messages[0].split(">MESSAGE")[0]
+    assert in_run.startswith("RelativeFlow (") and "could not start" in in_run
+    assert_relative_import_message(in_run, str(pkg / "rel_flow.py"), "from mypkg.utils import norm")
+    at_load = messages[1].split(">MESSAGE")[0]
+    assert_relative_import_message(at_load, str(loose / "rel_flow.py"), None)
+
+    # pytest --artflow: the flow of the package runs in its own processes.
+    result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "--artflow", "mypkg")
+    result.assert_outcomes(failed=1)
+    failure = result.stdout.str().split("artflow: RelativeFlow")[1].split("sandbox kept")[0]
+    assert_relative_import_message(
+        failure, str(pkg / "rel_flow.py"), "from mypkg.utils import norm"
+    )
