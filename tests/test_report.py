@@ -3,6 +3,7 @@ properties, and kept sandboxes that Metaflow's client can open."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -165,6 +166,31 @@ def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None
     )
 
 
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_verbose_summary_says_how_many_attempts_a_retried_step_took(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    retry_flow = Path(__file__).parent / "flows" / "retry_flow.py"
+    pytester.makepyfile(retry_flow=retry_flow.read_text())
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "--artflow", "-v", f"--artflow-engine={engine}", f"--junitxml={xml}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines(
+        [
+            r"PASSED retry_flow.py::RetryFlow: 3 steps .*",
+            rf"    start\s+1 task \s+{SECONDS}$",
+            rf"    flaky\s+1 task \s+{SECONDS}  \(1 task passed after 2 attempts\)$",
+            rf"    end  \s+1 task \s+{SECONDS}$",
+        ]
+    )
+    case = next(ET.parse(xml).iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["artflow_attempts:flaky"] == "1 task, 2 attempts"
+    assert "artflow_attempts:start" not in props
+
+
 def test_kept_failed_sandbox_opens_with_the_printed_client_lines(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -229,11 +255,17 @@ step_summaries = st.builds(
     seconds=st.none() | milliseconds,
     status=st.sampled_from(["passed", "failed", "caught"]),
 )
+retried_steps = st.builds(
+    lambda step, retried, attempts: dataclasses.replace(step, retried=retried, attempts=attempts),
+    step_summaries,
+    st.integers(1, 10**4),
+    st.integers(2, 100),
+)
 
 
 @given(
     flow=identifiers,
-    steps=st.lists(step_summaries, unique_by=lambda s: s.name, max_size=8),
+    steps=st.lists(step_summaries | retried_steps, unique_by=lambda s: s.name, max_size=8),
     graph_steps=st.integers(0, 50),
     duration=milliseconds,
     failed=st.none() | identifiers,

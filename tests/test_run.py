@@ -521,7 +521,11 @@ def test_a_relative_import_in_a_flow_file_says_what_to_write(
     # pytest --artflow: the flow of the package runs in its own processes.
     result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "--artflow", "mypkg")
     result.assert_outcomes(failed=1)
-    failure = result.stdout.str().split("artflow: mypkg/rel_flow.py::RelativeFlow")[1].split("sandbox kept")[0]
+    failure = (
+        result.stdout.str()
+        .split("artflow: mypkg/rel_flow.py::RelativeFlow")[1]
+        .split("sandbox kept")[0]
+    )
     assert_relative_import_message(
         failure, str(pkg / "rel_flow.py"), "from mypkg.utils import norm"
     )
