@@ -152,6 +152,71 @@ def test_summary_has_a_line_per_flow_and_junit_has_per_step_properties(
     assert cases["FailingFlow"].find("failure") is not None
 
 
+REMOTE = """
+from metaflow import FlowSpec, batch, step
+
+
+class RemoteFlow(FlowSpec):
+    @batch(cpu=2)
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+# The property names every flow test has, then those of each case that applies.
+# A new property: a flow here that writes it, its names in the case, and a line in the
+# README; ``<step>`` stands for a step's name.
+ALWAYS = {
+    "artflow_flow",
+    "artflow_run",
+    "artflow_steps",
+    "artflow_graph_steps",
+    "artflow_tasks",
+    "artflow_duration_s",
+    "artflow_step:<step>",
+}
+PROPERTY_CASES = {
+    "ArtFlow": ("art_flow", PASSING, ALWAYS),
+    "FailingFlow": ("failing_flow", FAILING, ALWAYS | {"artflow_failed_step", "artflow_sandbox"}),
+    "RetryFlow": (
+        "retry_flow",
+        (Path(__file__).parent / "flows" / "retry_flow.py").read_text(),
+        ALWAYS | {"artflow_attempts:<step>"},
+    ),
+    "RemoteFlow": ("remote_flow", REMOTE, ALWAYS | {"artflow_run_locally"}),
+}
+
+
+def documented_properties() -> set[str]:
+    """The property names the README's ``--junitxml`` paragraph lists."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("`--junitxml` gives") :].split("\n\n")[0]
+    return set(re.findall(r"`(artflow_[a-z_]+(?::<step>)?)`", paragraph))
+
+
+def test_junit_properties_are_the_documented_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{module: source for module, source, _ in PROPERTY_CASES.values()})
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess("--artflow", f"--junitxml={xml}")
+    result.assert_outcomes(passed=3, failed=1)
+    steps = {"start", "middle", "end", "flaky"}
+    seen: set[str] = set()
+    for case in ET.parse(xml).iter("testcase"):
+        names = {
+            re.sub(r":(\w+)$", lambda m: ":<step>" if m[1] in steps else m[0], p.get("name"))
+            for p in case.iter("property")
+        }
+        assert names == PROPERTY_CASES[case.get("name")][2], case.get("name")
+        seen |= names
+    assert len(seen) > len(ALWAYS)
+    # Every property written is documented; the README may list more (of flows not here).
+    assert seen <= documented_properties(), seen - documented_properties()
+
+
 def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(art_flow=PASSING)
     result = pytester.runpytest_subprocess("--artflow", "-v")

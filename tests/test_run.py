@@ -529,3 +529,47 @@ def test_a_relative_import_in_a_flow_file_says_what_to_write(
     assert_relative_import_message(
         failure, str(pkg / "rel_flow.py"), "from mypkg.utils import norm"
     )
+
+
+MOVIE_STATS = """
+    from metaflow import FlowSpec, step
+
+    class MovieStatsFlow(FlowSpec):
+        @step
+        def start(self):
+            self.genre_stats = {"sci-fi": 3, "drama": 5}
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+PLAYLIST = """
+    from metaflow import Flow, FlowSpec, step
+
+    class PlayListFlow(FlowSpec):
+        @step
+        def start(self):
+            # As Metaflow's tutorial 03 reads tutorial 02's run.
+            run = Flow("MovieStatsFlow").latest_successful_run
+            self.stats_run = run.id
+            self.top_genre = max(run.data.genre_stats, key=run.data.genre_stats.get)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_a_flow_reading_another_flows_run_runs_after_it_in_one_sandbox(
+    artflow_run, flow_file, engine
+):
+    """The README's way to test a flow that reads another flow's run (which
+    ``pytest --artflow`` cannot: each flow runs alone in its own sandbox)."""
+    stats = artflow_run(flow_file(MOVIE_STATS, name="stats.py"), engine=engine)
+    playlist = artflow_run(flow_file(PLAYLIST, name="playlist.py"), engine=engine)
+    assert playlist["start"].data.stats_run == stats.run_id
+    assert playlist["start"].data.top_genre == "drama"
