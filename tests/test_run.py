@@ -573,3 +573,36 @@ def test_a_flow_reading_another_flows_run_runs_after_it_in_one_sandbox(
     playlist = artflow_run(flow_file(PLAYLIST, name="playlist.py"), engine=engine)
     assert playlist["start"].data.stats_run == stats.run_id
     assert playlist["start"].data.top_genre == "drama"
+
+
+@pytest.mark.parametrize(
+    ("package", "line", "instead"),
+    [
+        (
+            True,
+            "from .utils import norm",
+            ["`from mypkg.utils import norm`", "`from utils import norm`"],
+        ),
+        (True, "from . import utils", ["`from mypkg import utils`", "`import utils`"]),
+        (True, "from ..common import norm", ["an absolute import of the module"]),
+        (False, "from .utils import norm", ["`from utils import norm`"]),
+    ],
+)
+def test_the_relative_import_message_for_each_form(tmp_path, package, line, instead):
+    from pytest_artflow.engines.launch import relative_import_failure
+
+    folder = tmp_path / "mypkg"
+    folder.mkdir()
+    if package:
+        (folder / "__init__.py").write_text("")
+    path = folder / "rel_flow.py"
+    path.write_text(f"import os\n\n{line}\n")
+    # Executed as a program's __main__ is: a module of no package.
+    with pytest.raises(ImportError) as info:
+        exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__"})
+    message = relative_import_failure(str(path), info.value)
+    assert message is not None
+    assert message.startswith(f"{path}:3: `{line}` is a relative import")
+    for advice in instead:
+        assert advice in message
+    assert relative_import_failure(str(path), ImportError("No module named 'x'")) is None

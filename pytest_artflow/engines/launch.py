@@ -87,11 +87,13 @@ def relative_import_failure(path: str, exc: ImportError) -> str | None:
     if package and level_up < len(base):
         parts = base[: len(base) - level_up] + ([node.module] if node.module else [])
         absolute = ast.unparse(ast.ImportFrom(module=".".join(parts), names=node.names, level=0))
-    sibling = (
-        ast.unparse(ast.ImportFrom(module=node.module, names=node.names, level=0))
-        if node.level == 1 and node.module
-        else None
-    )
+    sibling = None
+    if node.level == 1:
+        sibling = ast.unparse(
+            ast.ImportFrom(module=node.module, names=node.names, level=0)
+            if node.module
+            else ast.Import(names=node.names)
+        )
     advice = []
     if absolute:
         top = base[0]
