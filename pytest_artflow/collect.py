@@ -265,7 +265,8 @@ class ArtflowItem(pytest.Item):
             line = inspect.getsourcelines(self.flow_class)[1] - 1
         except (OSError, TypeError):
             line = None
-        return self.path, line, f"artflow: {self.name}"
+        # The file too: flows of different files may share a class name.
+        return self.path, line, f"artflow: {self.nodeid}"
 
     def runtest(self) -> None:
         from .sandbox import Sandbox

@@ -267,6 +267,13 @@ def load_file(path: Path) -> ModuleType:
             ) from None
         except Exception as exc:
             del sys.modules[name]
+            from .engines.launch import relative_import_failure
+
+            relative = (
+                relative_import_failure(str(path), exc) if isinstance(exc, ImportError) else None
+            )
+            if relative is not None:
+                raise FlowReferenceError(relative) from None
             raise FlowReferenceError(
                 f"{path}: loading the flow file raised {type(exc).__name__}: {exc}"
                 + _relative_path_hint(exc)

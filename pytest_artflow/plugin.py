@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from . import collect, explain, hookspecs, registry, report
+from . import collect, explain, hookspecs, registry, report, validate
 from .engines import EngineSet
 from .engines.remote import RUN_LOCALLY_DEFAULT
 from .resume import ArtflowResume
@@ -109,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "test (engine name, timeout in seconds, extra environment variables).",
     )
     config.stash[engines_key] = EngineSet(config.hook)
+    validate.check_session(config, config.stash[engines_key])
     registry.set_config(config)
     if collect.enabled(config):
         collect.configure(config)
@@ -149,6 +150,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
     return collect.make_module(module_path, parent)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    validate.check_items(session, items, config.stash[engines_key])
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

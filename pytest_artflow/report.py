@@ -25,6 +25,8 @@ PREFIX = "artflow_"
 _STEP = PREFIX + "step:"
 _CAUGHT = PREFIX + "caught:"
 _STEP_VALUE = re.compile(r"(?P<status>\w+), (?P<tasks>\d+) tasks?, (?P<seconds>[\d.]+|\?) s")
+_ATTEMPTS = PREFIX + "attempts:"
+_ATTEMPTS_VALUE = re.compile(r"(?P<retried>\d+) tasks?, (?P<attempts>\d+) attempts")
 
 
 @dataclass
@@ -40,11 +42,27 @@ class StepSummary:
     status: str
     #: (task id, what it caught) for each task whose exception @catch caught.
     caught: list[tuple[str, str]] = field(default_factory=list)
+    #: Tasks that took more than one attempt (@retry), and the most attempts
+    #: any task took: a step that passes only on a retry is flaky, say so.
+    retried: int = 0
+    attempts: int = 1
 
     def value(self) -> str:
         seconds = "?" if self.seconds is None else f"{self.seconds:.3f}"
         plural = "" if self.tasks == 1 else "s"
         return f"{self.status}, {self.tasks} task{plural}, {seconds} s"
+
+    def attempts_value(self) -> str:
+        plural = "" if self.retried == 1 else "s"
+        return f"{self.retried} task{plural}, {self.attempts} attempts"
+
+    def retries(self) -> str:
+        """``"1 task passed after 2 attempts"``; empty when no task was retried."""
+        if not self.retried:
+            return ""
+        plural = "" if self.retried == 1 else "s"
+        up_to = "" if self.retried == 1 else "up to "
+        return f"{self.retried} task{plural} {self.status} after {up_to}{self.attempts} attempts"
 
 
 @dataclass
@@ -101,6 +119,7 @@ class FlowSummary:
         props += [
             (f"{_CAUGHT}{s.name}/{task}", what) for s in self.steps for task, what in s.caught
         ]
+        props += [(_ATTEMPTS + s.name, s.attempts_value()) for s in self.steps if s.retried]
         if self.failed_step:
             props.append((PREFIX + "failed_step", self.failed_step))
         if self.run_locally:
@@ -121,12 +140,15 @@ class FlowSummary:
             if match is None:
                 continue
             seconds = match["seconds"]
+            retries = _ATTEMPTS_VALUE.fullmatch(values.get(_ATTEMPTS + name, ""))
             steps.append(
                 StepSummary(
                     name=name,
                     tasks=int(match["tasks"]),
                     seconds=None if seconds == "?" else float(seconds),
                     status=match["status"],
+                    retried=int(retries["retried"]) if retries else 0,
+                    attempts=int(retries["attempts"]) if retries else 1,
                 )
             )
         by_name = {s.name: s for s in steps}
@@ -170,7 +192,17 @@ def summarize(summary: FlowSummary, run: Run, step_names: Sequence[str]) -> None
         status = "passed"
         if not all(task.successful for task in tasks):
             status = "caught" if all(task.finished for task in tasks) else "failed"
-        summary.steps.append(StepSummary(name, len(tasks), seconds, status))
+        attempts = [task.current_attempt + 1 for task in tasks]
+        summary.steps.append(
+            StepSummary(
+                name,
+                len(tasks),
+                seconds,
+                status,
+                retried=sum(1 for n in attempts if n > 1),
+                attempts=max(attempts, default=1),
+            )
+        )
     if not run.successful:
         summary.failed_step = next((s.name for s in summary.steps if s.status == "failed"), None)
 
@@ -234,9 +266,10 @@ def step_lines(summary: FlowSummary) -> list[str]:
     for step in summary.steps:
         plural = "" if step.tasks == 1 else "s"
         status = "" if step.status == "passed" else f"  {step.status.upper()}"
+        retries = f"  ({step.retries()})" if step.retried else ""
         lines.append(
             f"    {step.name.ljust(width)}  {step.tasks:>3} task{plural:<1}  "
-            f"{_seconds(step.seconds):>9}{status}"
+            f"{_seconds(step.seconds):>9}{status}{retries}"
         )
         lines += [f"      task {task} caught {what}" for task, what in step.caught]
     return lines

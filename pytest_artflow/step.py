@@ -321,6 +321,39 @@ class ArtflowStep:
         ``index``: its position (default 0), or a tuple of positions, outermost
         first, in nested foreaches. Keyword arguments are Parameter values.
         """
+        __tracebackhide__ = True
+        try:
+            return self._call(
+                flow_or_run,
+                step,
+                inputs=inputs,
+                input=input,
+                index=index,
+                check=check,
+                engine=engine,
+                timeout=timeout,
+                params=params,
+                **parameters,
+            )
+        except ArtflowError as exc:
+            # The message says everything; the plugin's frames (and their locals,
+            # pickled plans among them) would only bury it.
+            raise exc.with_traceback(None) from exc.__cause__
+
+    def _call(
+        self,
+        flow_or_run: object,
+        step: str,
+        *,
+        inputs: Any,
+        input: Any,
+        index: Any,
+        check: bool,
+        engine: str | None,
+        timeout: float | None,
+        params: Mapping[str, Any] | None,
+        **parameters: Any,
+    ) -> TaskResult:
         from .result import FlowRun
 
         origin = flow_or_run if isinstance(flow_or_run, FlowRun) else None

@@ -221,7 +221,7 @@ def test_failing_step_fails_the_item_with_the_step_level_report(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*_ artflow: FailingFlow _*",
+            "*_ artflow: failing_flow.py::FailingFlow _*",
             "FailingFlow/* failed in step 'middle' (task FailingFlow/*/middle/*): "
             "ZeroDivisionError: division by zero",
             "*failing_flow.py*, in middle",
@@ -229,6 +229,22 @@ def test_failing_step_fails_the_item_with_the_step_level_report(
             "*about to divide",
         ]
     )
+
+
+def test_flows_of_one_class_name_in_two_files_have_distinct_failure_headers(
+    pytester: pytest.Pytester,
+) -> None:
+    """Metaflow's tutorials 03 and 04 both define ``PlayListFlow``."""
+    for directory in ("03-playlist-redux", "04-playlist-plus"):
+        folder = pytester.mkdir(directory)
+        (folder / "playlist.py").write_text(FAILING.replace("FailingFlow", "PlayListFlow"))
+    result = pytester.runpytest_subprocess("--artflow", "--artflow-keep=never")
+    result.assert_outcomes(failed=2)
+    headers = [line for line in result.outlines if line.startswith("_") and "artflow:" in line]
+    assert [h.strip("_ ") for h in headers] == [
+        "artflow: 03-playlist-redux/playlist.py::PlayListFlow",
+        "artflow: 04-playlist-plus/playlist.py::PlayListFlow",
+    ]
 
 
 def test_artifact_that_does_not_load_back_fails_naming_it(pytester: pytest.Pytester) -> None:

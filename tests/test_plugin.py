@@ -115,8 +115,78 @@ def test_engine_contributed_by_a_conftest(seed: pytest.Pytester) -> None:
     )
     seed.runpytest_subprocess("--artflow-engine=recording").assert_outcomes(passed=1)
     result = seed.runpytest_subprocess("--artflow-engine=nope")
-    result.assert_outcomes(errors=0, failed=1)
-    result.stdout.fnmatch_lines(["*unknown artflow engine 'nope' (known engines: *recording*)"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--artflow-engine: unknown artflow engine 'nope' (known engines: *recording*)"]
+    )
+
+
+RECORDING_ENGINE = """
+from pytest_artflow.engines.subprocess import SubprocessEngine
+
+
+def pytest_artflow_engines():
+    return {"recording": SubprocessEngine}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (["--artflow-engine=forky"], "", "--artflow-engine: unknown artflow engine 'forky'"),
+        ([], "artflow_engine = forky", "ini artflow_engine: unknown artflow engine 'forky'"),
+        (["--artflow", "--artflow-engine=forky"], "", "--artflow-engine: unknown *'forky'"),
+        ([], "artflow_timeout = soon", "ini artflow_timeout: timeout must be a positive number*"),
+    ],
+)
+def test_a_bad_engine_or_timeout_stops_the_session_at_once(
+    seed: pytest.Pytester, args: list[str], ini: str, message: str
+) -> None:
+    """Checked once when the session starts, not by every flow on its own
+    (which kept every sandbox); a conftest's engines are among the known ones."""
+    seed.makeconftest(RECORDING_ENGINE)
+    seed.makeini(f"[pytest]\n{ini}\n")
+    seed.makepyfile(test_it="def test_it(artflow_run):\n    artflow_run('art_flow.py')\n")
+    basetemp = seed.path / "bt"
+    result = seed.runpytest_subprocess(*args, f"--basetemp={basetemp}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}*"])
+    if "engine" in message:
+        result.stderr.fnmatch_lines(["*(known engines: fork, recording, subprocess)"])
+    assert not list(basetemp.glob("artflow-*"))
+
+
+def test_a_bad_marker_is_a_collection_error_of_its_test(seed: pytest.Pytester) -> None:
+    seed.makeconftest(RECORDING_ENGINE)
+    seed.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.artflow(engine="recording")
+        def test_contributed(artflow_run):
+            assert artflow_run("art_flow.py").successful
+
+        @pytest.mark.artflow(engine="forky")
+        def test_unknown_engine(artflow_run):
+            artflow_run("art_flow.py")
+
+        @pytest.mark.artflow(timeout="10")
+        def test_timeout_as_text(artflow_run):
+            artflow_run("art_flow.py")
+        """
+    )
+    result = seed.runpytest_subprocess()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_it.py::test_unknown_engine: @pytest.mark.artflow(engine=): unknown artflow "
+            "engine 'forky' (known engines: fork, recording, subprocess)",
+            "*test_it.py::test_timeout_as_text: @pytest.mark.artflow(timeout=): timeout must "
+            "be a positive number of seconds, not '10'",
+        ]
+    )
+    result = seed.runpytest_subprocess("--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, errors=2)
 
 
 def test_marker_sets_the_defaults_of_a_test(seed: pytest.Pytester) -> None:

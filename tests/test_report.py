@@ -3,6 +3,7 @@ properties, and kept sandboxes that Metaflow's client can open."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -100,6 +101,11 @@ def test_header_names_the_engine_and_where_sandboxes_are_kept(pytester: pytest.P
         ]
     )
     pytester.makeini("[pytest]\nartflow_run_locally =\nartflow_engine = other\n")
+    pytester.makeconftest(
+        "from pytest_artflow.engines.subprocess import SubprocessEngine\n"
+        "def pytest_artflow_engines():\n"
+        "    return {'other': SubprocessEngine}\n"
+    )
     result = pytester.runpytest("--artflow")
     result.stdout.fnmatch_lines(["artflow: engine other, sandboxes under *, kept: failed"])
     result.stdout.no_fnmatch_line("artflow: run locally*")
@@ -218,6 +224,81 @@ def test_caught_exceptions_pass_and_the_report_says_which_task_caught_what(
     assert props["artflow_step:end"].startswith("failed, 1 task, ")
 
 
+REMOTE = """
+from metaflow import FlowSpec, batch, step
+
+
+class RemoteFlow(FlowSpec):
+    @batch(cpu=2)
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+# The property names every flow test has, then those of each case that applies.
+# A new property: a flow here that writes it, its names in the case, and a line in the
+# README; ``<step>`` stands for a step's name.
+ALWAYS = {
+    "artflow_flow",
+    "artflow_run",
+    "artflow_steps",
+    "artflow_graph_steps",
+    "artflow_tasks",
+    "artflow_duration_s",
+    "artflow_step:<step>",
+}
+PROPERTY_CASES = {
+    "ArtFlow": ("art_flow", PASSING, ALWAYS),
+    "FailingFlow": ("failing_flow", FAILING, ALWAYS | {"artflow_failed_step", "artflow_sandbox"}),
+    "RetryFlow": (
+        "retry_flow",
+        (Path(__file__).parent / "flows" / "retry_flow.py").read_text(),
+        ALWAYS | {"artflow_attempts:<step>"},
+    ),
+    "RemoteFlow": ("remote_flow", REMOTE, ALWAYS | {"artflow_run_locally"}),
+    "CatchEndFlow": (
+        "catch_end_flow",
+        (Path(__file__).parent / "flows" / "catch_end_flow.py").read_text(),
+        ALWAYS | {"artflow_caught:<step>"},
+    ),
+}
+
+
+def property_kind(name: str) -> str:
+    """``artflow_step:start`` and ``artflow_step:<step>`` are one kind: ``artflow_step:``."""
+    prefix, colon, _ = name.partition(":")
+    return prefix + colon
+
+
+def documented_properties() -> set[str]:
+    """The kinds of property the README's ``--junitxml`` paragraph lists."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("`--junitxml` gives") :].split("\n\n")[0]
+    return {
+        property_kind(name) for name in re.findall(r"`(artflow_[a-z_]+(?::[^`]*)?)`", paragraph)
+    }
+
+
+def test_junit_properties_are_the_documented_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{module: source for module, source, _ in PROPERTY_CASES.values()})
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess("--artflow", f"--junitxml={xml}")
+    result.assert_outcomes(passed=4, failed=1)
+    seen: set[str] = set()
+    for case in ET.parse(xml).iter("testcase"):
+        kinds = {property_kind(p.get("name")) for p in case.iter("property")}
+        expected = {property_kind(name) for name in PROPERTY_CASES[case.get("name")][2]}
+        assert kinds == expected, case.get("name")
+        seen |= kinds
+    assert len(seen) > len(ALWAYS)
+    # Every property written is documented; the README may list more (of flows not here).
+    assert seen <= documented_properties(), seen - documented_properties()
+
+
 def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(art_flow=PASSING)
     result = pytester.runpytest_subprocess("--artflow", "-v")
@@ -230,6 +311,31 @@ def test_verbose_summary_has_per_step_timings(pytester: pytest.Pytester) -> None
             rf"    end   \s+1 task \s+{SECONDS}$",
         ]
     )
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_verbose_summary_says_how_many_attempts_a_retried_step_took(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    retry_flow = Path(__file__).parent / "flows" / "retry_flow.py"
+    pytester.makepyfile(retry_flow=retry_flow.read_text())
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "--artflow", "-v", f"--artflow-engine={engine}", f"--junitxml={xml}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines(
+        [
+            r"PASSED retry_flow.py::RetryFlow: 3 steps .*",
+            rf"    start\s+1 task \s+{SECONDS}$",
+            rf"    flaky\s+1 task \s+{SECONDS}  \(1 task passed after 2 attempts\)$",
+            rf"    end  \s+1 task \s+{SECONDS}$",
+        ]
+    )
+    case = next(ET.parse(xml).iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["artflow_attempts:flaky"] == "1 task, 2 attempts"
+    assert "artflow_attempts:start" not in props
 
 
 def test_kept_failed_sandbox_opens_with_the_printed_client_lines(
@@ -297,11 +403,17 @@ step_summaries = st.builds(
     status=st.sampled_from(["passed", "failed", "caught"]),
     caught=st.lists(st.tuples(st.from_regex(r"[\w-]{1,12}", fullmatch=True), st.text())),
 )
+retried_steps = st.builds(
+    lambda step, retried, attempts: dataclasses.replace(step, retried=retried, attempts=attempts),
+    step_summaries,
+    st.integers(1, 10**4),
+    st.integers(2, 100),
+)
 
 
 @given(
     flow=identifiers,
-    steps=st.lists(step_summaries, unique_by=lambda s: s.name, max_size=8),
+    steps=st.lists(step_summaries | retried_steps, unique_by=lambda s: s.name, max_size=8),
     graph_steps=st.integers(0, 50),
     duration=milliseconds,
     failed=st.none() | identifiers,

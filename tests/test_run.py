@@ -443,3 +443,166 @@ def test_unpicklable_artifact_is_named_down_to_the_member(artflow_run, flow_file
     )
     with pytest.raises(FlowRunFailed, match=r"failed in step 'start'.*model\.callbacks\[2\]"):
         artflow_run(path, engine=engine)
+
+
+RELATIVE_FLOW = """
+from metaflow import FlowSpec, step
+
+from .utils import norm
+
+
+class RelativeFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = norm(5)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def assert_relative_import_message(text: str, file: str, absolute: str | None) -> None:
+    """One message naming the file, the line and what to write instead;
+    no traceback of the loader, the fork server or the launcher."""
+    assert f"{file}:4: `from .utils import norm` is a relative import" in text
+    assert "a flow file runs as the module __main__" in text
+    if absolute:
+        assert f"`{absolute}`" in text
+    assert "`from utils import norm`" in text
+    for noise in ("Traceback", "^^^", "forkserver.py", "launch.py", "program.py"):
+        assert noise not in text
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_a_relative_import_in_a_flow_file_says_what_to_write(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    """As under ``python flow.py run`` the file runs as ``__main__`` and its
+    relative import fails, in the run's processes (a flow of a package that
+    the test imports) and in the pytest process (a flow file in no package)."""
+    pkg = pytester.mkpydir("mypkg")
+    (pkg / "utils.py").write_text("def norm(x):\n    return x / 10\n")
+    (pkg / "rel_flow.py").write_text(RELATIVE_FLOW)
+    loose = pytester.mkdir("loose")
+    (loose / "utils.py").write_text("def norm(x):\n    return x / 10\n")
+    (loose / "rel_flow.py").write_text(RELATIVE_FLOW)
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        from mypkg.rel_flow import RelativeFlow
+        from pytest_artflow import ArtflowError
+
+
+        def test_class_of_a_package(artflow_run):
+            with pytest.raises(ArtflowError) as info:
+                artflow_run(RelativeFlow)
+            print("MESSAGE<" + str(info.value) + ">MESSAGE")
+
+
+        def test_file_in_no_package(artflow_run):
+            with pytest.raises(ArtflowError) as info:
+                artflow_run("loose/rel_flow.py")
+            print("MESSAGE<" + str(info.value) + ">MESSAGE")
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "-s", "test_it.py")
+    result.assert_outcomes(passed=2)
+    messages = result.stdout.str().split("MESSAGE<")[1:]
+    assert len(messages) == 2
+    in_run = messages[0].split(">MESSAGE")[0]
+    assert in_run.startswith("RelativeFlow (") and "could not start" in in_run
+    assert_relative_import_message(in_run, str(pkg / "rel_flow.py"), "from mypkg.utils import norm")
+    at_load = messages[1].split(">MESSAGE")[0]
+    assert_relative_import_message(at_load, str(loose / "rel_flow.py"), None)
+
+    # pytest --artflow: the flow of the package runs in its own processes.
+    result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "--artflow", "mypkg")
+    result.assert_outcomes(failed=1)
+    failure = (
+        result.stdout.str()
+        .split("artflow: mypkg/rel_flow.py::RelativeFlow")[1]
+        .split("sandbox kept")[0]
+    )
+    assert_relative_import_message(
+        failure, str(pkg / "rel_flow.py"), "from mypkg.utils import norm"
+    )
+
+
+MOVIE_STATS = """
+    from metaflow import FlowSpec, step
+
+    class MovieStatsFlow(FlowSpec):
+        @step
+        def start(self):
+            self.genre_stats = {"sci-fi": 3, "drama": 5}
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+PLAYLIST = """
+    from metaflow import Flow, FlowSpec, step
+
+    class PlayListFlow(FlowSpec):
+        @step
+        def start(self):
+            # As Metaflow's tutorial 03 reads tutorial 02's run.
+            run = Flow("MovieStatsFlow").latest_successful_run
+            self.stats_run = run.id
+            self.top_genre = max(run.data.genre_stats, key=run.data.genre_stats.get)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+    """
+
+
+@pytest.mark.parametrize("engine", ["fork", "subprocess"])
+def test_a_flow_reading_another_flows_run_runs_after_it_in_one_sandbox(
+    artflow_run, flow_file, engine
+):
+    """The README's way to test a flow that reads another flow's run (which
+    ``pytest --artflow`` cannot: each flow runs alone in its own sandbox)."""
+    stats = artflow_run(flow_file(MOVIE_STATS, name="stats.py"), engine=engine)
+    playlist = artflow_run(flow_file(PLAYLIST, name="playlist.py"), engine=engine)
+    assert playlist["start"].data.stats_run == stats.run_id
+    assert playlist["start"].data.top_genre == "drama"
+
+
+@pytest.mark.parametrize(
+    ("package", "line", "instead"),
+    [
+        (
+            True,
+            "from .utils import norm",
+            ["`from mypkg.utils import norm`", "`from utils import norm`"],
+        ),
+        (True, "from . import utils", ["`from mypkg import utils`", "`import utils`"]),
+        (True, "from ..common import norm", ["an absolute import of the module"]),
+        (False, "from .utils import norm", ["`from utils import norm`"]),
+    ],
+)
+def test_the_relative_import_message_for_each_form(tmp_path, package, line, instead):
+    from pytest_artflow.engines.launch import relative_import_failure
+
+    folder = tmp_path / "mypkg"
+    folder.mkdir()
+    if package:
+        (folder / "__init__.py").write_text("")
+    path = folder / "rel_flow.py"
+    path.write_text(f"import os\n\n{line}\n")
+    # Executed as a program's __main__ is: a module of no package.
+    with pytest.raises(ImportError) as info:
+        exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__"})
+    message = relative_import_failure(str(path), info.value)
+    assert message is not None
+    assert message.startswith(f"{path}:3: `{line}` is a relative import")
+    for advice in instead:
+        assert advice in message
+    assert relative_import_failure(str(path), ImportError("No module named 'x'")) is None

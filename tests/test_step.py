@@ -382,3 +382,33 @@ MERGE = "examples/merge_flow.py"
 def test_bad_arguments_are_named(artflow_step, flow, step, options, message) -> None:
     with pytest.raises(ArtflowError, match=message):
         artflow_step(flow, step, **options)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_step_error_shows_its_message_and_no_plugin_internals(
+    pytester: pytest.Pytester, engine: str
+) -> None:
+    """The failure output of a test is the message, not the plugin's frames
+    and their locals (a ``RunConfig``, a pickled ``_Plan``)."""
+    pytester.makepyfile(
+        linear_flow=LINEAR_FLOW,
+        test_errors="""
+        def test_unknown_step(artflow_step):
+            artflow_step("linear_flow.py", "nope")
+
+
+        def test_failing_step(artflow_step):
+            artflow_step("linear_flow.py", "middle", inputs={"point": None, "untouched": 1})
+        """,
+    )
+    result = pytester.runpytest_subprocess(f"--artflow-engine={engine}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*LinearFlow has no step 'nope'; its steps: start, middle, end*",
+            "*failed in step 'middle'*AssertionError*",
+        ]
+    )
+    output = result.stdout.str()
+    for internal in ("RunConfig(", "_Plan(", "pytest_artflow" + os.sep):
+        assert internal not in output

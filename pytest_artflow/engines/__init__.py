@@ -32,6 +32,14 @@ class EngineSet:
             self._classes = merged
         return self._classes
 
+    def available(self) -> list[str]:
+        """The engine names contributed so far, sorted. Not cached, unlike
+        ``classes``: conftest files collected later may still add engines."""
+        names: set[str] = set(self._classes or ())
+        for contributed in self._hook.pytest_artflow_engines():
+            names.update(contributed or {})
+        return sorted(names)
+
     def get(self, name: str) -> Engine:
         if name not in self._instances:
             if name not in self.classes:

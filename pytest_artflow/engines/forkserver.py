@@ -241,7 +241,8 @@ class Zygote:
         )
         to_main.close()
         git_info.close()
-        with git_answer:
+        # M may have ended already (its flow file did not load): nobody to tell.
+        with contextlib.suppress(BrokenPipeError), git_answer:
             self.warm_git_info(git_answer)
         return self.serve()
 

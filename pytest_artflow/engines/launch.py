@@ -54,8 +54,95 @@ def load_as_main(path: str, names: dict[str, object] | None = None) -> types.Mod
     ``ForeachFrame``), which in a new process they put there during the load.
     """
     module = _new_main(path, names)
-    exec(compile_flow_file(path), module.__dict__)
+    try:
+        exec(compile_flow_file(path), module.__dict__)
+    except ImportError as exc:
+        message = relative_import_failure(path, exc)
+        if message is None:
+            raise
+        # What went wrong and what to write instead; this loader's frames
+        # would say nothing more.
+        raise SystemExit(message) from None
     return module
+
+
+def relative_import_failure(path: str, exc: ImportError) -> str | None:
+    """The message for a flow file whose relative import failed (``None`` for
+    any other ``ImportError``): the file, the import line and what to write
+    instead. A flow file runs as ``__main__``, a module of no package, as under
+    ``python flow.py run``; so no relative import can work in it."""
+    if not str(exc).startswith("attempted relative import"):
+        return None
+    path = os.path.abspath(path)
+    tb, lineno = exc.__traceback__, None
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    node = _relative_import_at(path, lineno)
+    if node is None:
+        return None
+    package = _package_of(os.path.dirname(path))
+    base = package.split(".") if package else []
+    level_up = node.level - 1
+    absolute = None
+    if package and level_up < len(base):
+        parts = base[: len(base) - level_up] + ([node.module] if node.module else [])
+        absolute = ast.unparse(ast.ImportFrom(module=".".join(parts), names=node.names, level=0))
+    sibling = None
+    if node.level == 1:
+        sibling = ast.unparse(
+            ast.ImportFrom(module=node.module, names=node.names, level=0)
+            if node.module
+            else ast.Import(names=node.names)
+        )
+    advice = []
+    if absolute:
+        top = base[0]
+        advice.append(
+            f"an absolute import, `{absolute}`, with the package {top!r} importable "
+            f"(installed, or its parent directory on PYTHONPATH or in pytest's pythonpath)"
+        )
+    if sibling:
+        advice.append(
+            f"an import of the sibling module by its own name, `{sibling}` (the flow "
+            "file's directory is on sys.path when it runs)"
+        )
+    if not advice:
+        advice.append("an absolute import of the module")
+    return (
+        f"{path}:{node.lineno}: `{ast.unparse(node)}` is a relative import, and a flow file "
+        "runs as the module __main__ (as under `python flow.py run`), which belongs to no "
+        "package: a relative import cannot work in it.\n"
+        f"Write instead {' or '.join(advice)}."
+    )
+
+
+def _relative_import_at(path: str, lineno: int | None) -> ast.ImportFrom | None:
+    """The relative import statement at ``lineno`` of ``path`` (the first one
+    of the file when the line is unknown)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
+    found.sort(key=lambda n: n.lineno)
+    for node in found:
+        if lineno is None or node.lineno <= lineno <= (node.end_lineno or node.lineno):
+            return node
+    return None
+
+
+def _package_of(directory: str) -> str:
+    """The dotted package a directory is (``""`` when it holds no ``__init__.py``)."""
+    parts = []
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, name = os.path.split(directory)
+        if not name.isidentifier():
+            break
+        parts.append(name)
+    return ".".join(reversed(parts))
 
 
 def _new_main(path: str, names: dict[str, object] | None) -> types.ModuleType:
