@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .result import FlowRun
+    from .results import FlowRun
 
 
 class ArtflowError(Exception):

@@ -267,7 +267,7 @@ def load_file(path: Path) -> ModuleType:
             ) from None
         except Exception as exc:
             del sys.modules[name]
-            from .engines.launch import relative_import_failure
+            from .inflow.launch import relative_import_failure
 
             relative = (
                 relative_import_failure(str(path), exc) if isinstance(exc, ImportError) else None

@@ -10,6 +10,7 @@ pytest process is pointed at the sandbox for the duration of the test
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,16 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.root)!r})"
+
+    def settle(self, keep: str, *, failed: bool) -> bool:
+        """Remove the sandbox unless ``--artflow-keep`` (``keep``) keeps it;
+        whether it was kept. Every owner of a sandbox ends it here."""
+        from .settings import keeps_sandbox
+
+        kept = keeps_sandbox(keep, failed=failed)
+        if not kept:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return kept
 
     @property
     def datastore(self) -> Path:

@@ -23,7 +23,8 @@ from collections import OrderedDict
 from typing import Any
 
 from ..errors import ArtflowError
-from . import forkserver, markers, messages
+from ..forkserver import markers, messages
+from ..forkserver import server as forkserver
 from .base import Engine, EngineResult, RunJob
 from .subprocess import SubprocessEngine
 

@@ -10,7 +10,7 @@ One run, as a process tree (P is the pytest process)::
              ├── M   the run process (a fork of R): Metaflow's own CLI and
              │       runtime, whose task launcher asks R for each task process.
              └── T   one per task attempt (a fork of R): what
-                     ``python -m pytest_artflow.engines.launch FLOW CLASS step ...``
+                     ``python -m pytest_artflow.inflow.launch FLOW CLASS step ...``
                      does, minus the interpreter start and the imports.
 
 Tasks fork from R, not from M: by the time M's runtime launches a task, M has
@@ -48,7 +48,8 @@ import threading
 import types
 from typing import Any
 
-from . import lifetime, program
+from ..inflow import lifetime
+from . import program
 from .markers import SENTINEL_PREFIX, Bindings
 from .messages import recv, send
 from .tasklauncher import TaskLauncher
@@ -63,10 +64,10 @@ PRELOAD = (
     "metaflow.pylint_wrapper",
     "metaflow.cli_components.utils",
     "metaflow.plugins.cards.card_decorator",
-    "pytest_artflow.engines.launch",
-    "pytest_artflow.engines.codepackage",
-    "pytest_artflow.engines.diagnostics",
-    "pytest_artflow.step",
+    "pytest_artflow.inflow.launch",
+    "pytest_artflow.inflow.codepackage",
+    "pytest_artflow.inflow.diagnostics",
+    "pytest_artflow.inflow.stepjob",
 )
 #: ...except Metaflow's CLI: it adds the flow's options (Parameters, flow
 #: decorator options) when it is imported, so each process imports it for
@@ -219,7 +220,7 @@ class Zygote:
         if refusal:
             self.report(refused=refusal)
             return 0
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
@@ -273,7 +274,7 @@ class Zygote:
         here for the same reason: that imports what it refers to."""
         import ast
 
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         if self.class_name.startswith(launch.SHIPPED):
             # A shipped class imports what it refers to as it is unpickled.
@@ -350,7 +351,7 @@ class Zygote:
 
     def load_flow(self) -> type:
         """The flow class, as ``launch.main`` loads it."""
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         return launch.load_flow(self.path, self.class_name, self.main_names)
 
@@ -359,7 +360,7 @@ class Zygote:
         code package built on demand and its git information from R."""
         from metaflow import runtime
 
-        from pytest_artflow.engines import codepackage, launch
+        from pytest_artflow.inflow import codepackage, launch
 
         codepackage.install()
         _git_info_from_zygote(git_info)
@@ -439,7 +440,7 @@ class Zygote:
         os.environ.update(env)
         program.std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
         program.reseed()
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         def main() -> None:
             # launch.main, with Metaflow's additions to __main__ (see load_flow).

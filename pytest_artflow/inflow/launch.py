@@ -1,4 +1,4 @@
-"""The entry point of every process a run starts: ``python -m pytest_artflow.engines.launch
+"""The entry point of every process a run starts: ``python -m pytest_artflow.inflow.launch
 FLOW_FILE CLASS_NAME [metaflow arguments...]``.
 
 It does what ``python flow.py ...`` does, with two differences: the flow file's
@@ -281,7 +281,7 @@ def run_cli(flow_class: type, path: str, class_name: str) -> None:
         step_job = os.environ.pop("ARTFLOW_STEP_JOB", None)
         if step_job:
             # artflow_step: write the inputs of the one step that Metaflow runs next.
-            from pytest_artflow.step import prepare_job
+            from pytest_artflow.inflow.stepjob import prepare_job
 
             prepare_job(step_job, flow_class, entrypoint)
         cli.main(flow_class(use_cli=False), entrypoint=entrypoint)
