@@ -34,6 +34,12 @@ class FlowLoadWarning(UserWarning):
     cannot be undone (a thread its module-level code started)."""
 
 
+class MetaflowChangedWarning(UserWarning):
+    """The installed Metaflow lacks (or changed) a name the ``fork`` engine
+    needs; its runs go to the ``subprocess`` engine instead. Warned once per
+    session, naming what changed."""
+
+
 class ArtifactReadError(ArtflowError, KeyError):
     """An artifact (or a whole task) that Metaflow saved but that cannot be
     read back in this process. Raised where the value is asked for, so that the

@@ -73,9 +73,8 @@ def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[d
 
 
 def _for_parameter(flow_name: str, name: str, param: Any) -> st.SearchStrategy[Any]:
-    from metaflow.parameters import JSONTypeClass
-
     from .flows import _declared
+    from .metaflow_seam import JSONTypeClass
 
     default = _declared(param, "default")
     if default is None or callable(default):

@@ -78,31 +78,10 @@ class Sandbox:
     def client_scope(self) -> Iterator[None]:
         """Point Metaflow's client (``Flow``, ``Run``, ``namespace``) at this
         sandbox, and restore what it pointed at before on exit."""
-        from metaflow.client import core
-        from metaflow.client.filecache import FileCache
-        from metaflow.plugins.datastores.local_storage import LocalStorage
-        from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
+        from .metaflow_seam import client_pointed_at
 
-        # ``INFO`` is a validating property; its raw ``_INFO`` is saved and restored.
-        saved = (
-            core.current_metadata,
-            core.current_namespace,
-            core.filecache,
-            LocalMetadataProvider._INFO,
-            LocalStorage.datastore_root,
-        )
         self.datastore.mkdir(exist_ok=True)
-        try:
-            core.metadata(f"local@{self.root}")
-            core.namespace(None)
-            core.filecache = FileCache(cache_dir=str(self.root / "client_cache"))
-            LocalStorage.datastore_root = str(self.datastore)
+        with client_pointed_at(
+            str(self.root), str(self.datastore), cache_dir=str(self.root / "client_cache")
+        ):
             yield
-        finally:
-            (
-                core.current_metadata,
-                core.current_namespace,
-                core.filecache,
-                LocalMetadataProvider._INFO,
-                LocalStorage.datastore_root,
-            ) = saved

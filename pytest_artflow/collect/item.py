@@ -25,6 +25,7 @@ import pytest
 from .. import flows
 from ..errors import ArtflowError
 from ..inflow.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
+from ..metaflow_seam import MISSING_PARAMETER, step_functions
 from ..settings import ini_key
 from .files import _is_test_module, is_flow_file, load_module
 from .ini import check_expected, enabled
@@ -72,7 +73,7 @@ class ArtflowFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         for cls in flows.flow_classes(module):
             # A FlowSpec subclass without a single step is a base for flows, not one.
-            if cls._steps:  # type: ignore[attr-defined]
+            if step_functions(cls):
                 yield ArtflowItem.from_parent(self, name=cls.__name__, flow_class=cls)
 
 
@@ -191,7 +192,7 @@ class ArtflowItem(pytest.Item):
 
 
 def _start_hint(message: str, nodeid: str) -> str:
-    if "Missing option" in message or "Missing parameter" in message:
+    if any(words in message for words in MISSING_PARAMETER):
         message += (
             f"\n(give Parameter values for --artflow runs with the ini artflow_params: "
             f"'{nodeid} <name>=<value>')"

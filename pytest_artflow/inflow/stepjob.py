@@ -16,6 +16,7 @@ import pickle
 import sys
 from typing import Any
 
+from .. import metaflow_seam
 from ..step.job import PARAMS_TASK, ParentTask, StepJob
 
 
@@ -27,8 +28,7 @@ def prepare_job(job_file: str, flow_class: type, entrypoint: list[str]) -> None:
         _warm_caches()
         _run_init(flow_class, job.init_args, entrypoint)
 
-    from metaflow.datastore import FlowDataStore
-    from metaflow.plugins.datastores.local_storage import LocalStorage
+    from ..metaflow_seam import FlowDataStore, LocalStorage
 
     # Datastores with explicit roots: nothing global (LocalStorage.datastore_root) changes.
     store = FlowDataStore(job.flow_name, storage_impl=LocalStorage, ds_root=job.root)
@@ -54,17 +54,14 @@ def _warm_caches() -> None:
     """Fill what Metaflow computes once per process (its version and the flow's
     git information, a few ``git`` processes) before ``init`` forks, so that
     ``init`` and the ``step`` after it share one computation."""
-    from metaflow import metaflow_git, metaflow_version
-
-    metaflow_version.get_version()
-    metaflow_git.get_repository_info(path=os.path.dirname(os.path.abspath(sys.argv[0])))
+    metaflow_seam.warm_version()
+    metaflow_seam.repository_info(os.path.dirname(os.path.abspath(sys.argv[0])))
 
 
 def _run_init(flow_class: type, args: list[str], entrypoint: list[str]) -> None:
     """Metaflow's ``init`` in a forked child: it sets up Metaflow's CLI state,
     which the ``step`` command that follows in this process must set up anew."""
-    from metaflow import cli
-
+    cli = metaflow_seam.cli
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -89,8 +86,6 @@ def _run_init(flow_class: type, args: list[str], entrypoint: list[str]) -> None:
 
 
 def _write_parent(store: Any, origin: Any, params: Any, job: StepJob, parent: ParentTask) -> dict:
-    from metaflow.tuple_util import ForeachFrame
-
     out = store.get_task_datastore(job.run_id, parent.step, parent.task_id, attempt=0, mode="w")
     out.init_task()
     if parent.origin is not None:
@@ -104,7 +99,9 @@ def _write_parent(store: Any, origin: Any, params: Any, job: StepJob, parent: Pa
         out.passdown_partial(params, [name for name, _ in params.items()])
     artifacts = dict(parent.bookkeeping)
     if parent.frames is not None:
-        artifacts["_foreach_stack"] = [ForeachFrame(*frame) for frame in parent.frames]
+        artifacts[metaflow_seam.FOREACH_STACK] = [
+            metaflow_seam.foreach_frame(*frame) for frame in parent.frames
+        ]
     for name, blob in parent.values.items():
         try:
             artifacts[name] = pickle.loads(blob)

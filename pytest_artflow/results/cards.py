@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 
 def has_cards(flow_class: type, step: str) -> bool:
     """Whether ``step`` has a ``@card`` decorator: the graph says so for free."""
-    return any(deco.name == "card" for deco in flow_class._graph[step].decorators)
+    from ..metaflow_seam import graph
+
+    return any(deco.name == "card" for deco in graph(flow_class)[step].decorators)
 
 
 def read_cards(task: Task) -> list[Card]:
@@ -21,7 +23,8 @@ def read_cards(task: Task) -> list[Card]:
     ``@card(save_errors=False)`` and rendering failed) has none, as the client
     has none."""
     from metaflow.cards import get_cards
-    from metaflow.plugins.cards.exception import CardNotPresentException
+
+    from ..metaflow_seam import CardNotPresentException
 
     try:
         found = list(get_cards(task))

@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactReadError
-from ..inflow.diagnostics import UNPICKLABLE_PREFIX
+from ..metaflow_seam import TASK_ENDS, TASK_STARTS, UNPICKLABLE_PREFIX
 from .model import Failure, FlowRun, StepResult, TaskResult
 
 if TYPE_CHECKING:
@@ -201,8 +201,6 @@ def timeout_failure(run: FlowRun, timeout: float | None) -> Any:
 
 #: What Metaflow's runtime logs for a task as it starts it, and once it has
 #: seen the task's process end and its output close.
-_TASK_STARTS = ("Task is starting", "Task fallback is starting")
-_TASK_ENDS = ("Task finished successfully.", "Task failed", "[KILLED BY ORCHESTRATOR]")
 
 
 def output_still_open(pathspec: str, output: str) -> bool:
@@ -216,9 +214,9 @@ def output_still_open(pathspec: str, output: str) -> bool:
         if at < 0:
             continue
         said = line[line.find("] ", at) + 2 :]
-        if said.startswith(_TASK_STARTS):
+        if said.startswith(TASK_STARTS):
             open_ = True
-        elif said.startswith(_TASK_ENDS):
+        elif said.startswith(TASK_ENDS):
             open_ = False
     return open_
 

@@ -329,9 +329,9 @@ class FlowRun:
     @property
     def client(self) -> Run:
         """Metaflow's own ``Run`` object (valid while the test's sandbox is active)."""
-        from metaflow import Run
+        from ..metaflow_seam import client_run
 
-        return Run(self.pathspec, _namespace_check=False)
+        return client_run(self.pathspec)
 
     def trace(self, name: str) -> dict[str, Any]:
         """The value of artifact ``name`` at every step that has it; a step with

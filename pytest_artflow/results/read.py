@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .. import metaflow_seam
 from .cards import has_cards, read_cards
 from .failure import _blame_worker, _is_unreadable, find_failure, read_failure, user_traceback
 from .model import CaughtException, FlowRun, StepResult, TaskResult, _PartlyRead
@@ -54,10 +55,9 @@ def read_run(
     sandbox: Sandbox, flow: FlowRef, run_id: str, *, output: str = "", duration: float = 0.0
 ) -> FlowRun:
     """Read everything a run wrote. The caller holds the sandbox's client scope."""
-    from metaflow import Run
 
     with main_module_as(flow.module):
-        run = Run(f"{flow.name}/{run_id}", _namespace_check=False)
+        run = metaflow_seam.client_run(f"{flow.name}/{run_id}")
         present = {step.id: step for step in run}
         steps = {
             name: StepResult(
@@ -71,7 +71,7 @@ def read_run(
         }
     # A run is successful if its end step is (``Run.successful``), finished
     # if its end step is (``Run.finished``).
-    end = steps.get(flow.flow_class._graph.end_step)
+    end = steps.get(metaflow_seam.graph(flow.flow_class).end_step)
     successful = bool(end and end.task.successful)
     finished = bool(end and end.task.finished)
     result = FlowRun(
@@ -126,7 +126,6 @@ def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, St
     without ``@card`` has none, and looking costs a listing per task). Never
     raises for what the task wrote: a task that cannot be read is returned
     with the problem, so that the run it belongs to is not lost."""
-    from metaflow import Task
 
     try:
         attempts = task.current_attempt + 1
@@ -137,7 +136,7 @@ def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, St
         try:
             # A task named with its attempt reads that attempt's metadata only, and
             # does not look up which attempt is the latest each time it is asked.
-            read.append(_read_attempt(Task(task.pathspec, attempt=n, _namespace_check=False)))
+            read.append(_read_attempt(metaflow_seam.client_task(task.pathspec, attempt=n)))
         except Exception as exc:
             read.append((_unreadable_task(task.pathspec, exc, attempt=n), StoredAttempt()))
     final, stored = read[-1]
@@ -173,14 +172,14 @@ def _problem(exc: BaseException) -> str:
 
 
 def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
-    from metaflow.unbounded_foreach import CONTROL_TASK_TAG
+    from ..metaflow_seam import CONTROL_TASK_TAG
 
     # The metadata is read once: it says where the artifacts are, and it is
     # what the logs are read with.
     meta = task.metadata_dict
     stored = _load_stored(task, meta)
     values = stored.values
-    stack = values.get("_foreach_stack") or []
+    stack = values.get(metaflow_seam.FOREACH_STACK) or []
     successful = bool(values.get("_success", False))
     finished = bool(values.get("_task_ok", False))
     result = TaskResult(
@@ -245,10 +244,9 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
     cache first, a directory and a file per artifact: most of the cost of
     reading a run.
     """
-    from metaflow.datastore import FlowDataStore
     from metaflow.exception import MetaflowException
-    from metaflow.includefile import IncludedFile
-    from metaflow.plugins import DATASTORES
+
+    from ..metaflow_seam import DATASTORES, FlowDataStore, IncludedFile
 
     storage = [d for d in DATASTORES if meta.get("ds-type") == d.TYPE]
     if not storage or not meta.get("ds-root"):
@@ -328,7 +326,7 @@ def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
 def _order_key(task: TaskResult) -> tuple[Any, ...]:
     indices, number = task.order
     return (
-        task.read_error is not None or "_foreach_stack" in task.unreadable,
+        task.read_error is not None or metaflow_seam.FOREACH_STACK in task.unreadable,
         tuple(-1 if index is None else index for index in indices),
         number,
         task.id,

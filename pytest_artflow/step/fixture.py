@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import metaflow_seam
 from ..errors import ArtflowError, FlowRunFailed
 from .job import JOB_ENV, PARAMS_TASK, STEP_TASK, StepJob
 from .plan import InputPlan, InputPlanner, missing_input_hint, step_node
@@ -151,7 +152,7 @@ class ArtflowStep:
                 if not rerun or config.parameters
                 else None
             ),
-            parameter_names=[attr for attr, _ in flow.flow_class._get_parameters()],
+            parameter_names=[attr for attr, _ in metaflow_seam.parameters(flow.flow_class)],
             origin_root=str(self.runner.sandbox.datastore) if rerun else None,
             report=str(scratch / "parents.json"),
             stdout=str(scratch / "stdout.txt"),
@@ -174,7 +175,7 @@ class ArtflowStep:
         # runs here: @environment's vars (its runtime_step_cli). The other
         # decorators with that hook run remotely (removed for tests) or are
         # @parallel (refused).
-        for deco in flow.flow_class._graph[step].decorators:
+        for deco in metaflow_seam.graph(flow.flow_class)[step].decorators:
             if deco.name == "environment":
                 run_job.env.update({k: str(v) for k, v in deco.attributes["vars"].items()})
         run_job.env.update(
@@ -294,7 +295,6 @@ def _read_step(
 ) -> tuple[TaskResult, dict[str, str]] | None:
     """The step's task, its transition and its artifacts' keys, read with
     Metaflow's client and datastore pointed at the scratch datastore."""
-    from metaflow import Task
     from metaflow.exception import MetaflowNotFound
 
     from ..results.cards import has_cards
@@ -304,12 +304,12 @@ def _read_step(
     cards = has_cards(flow.flow_class, pathspec.split("/")[2])
     with Sandbox(scratch).client_scope(), main_module_as(flow.module):
         try:
-            result, stored = read_task_stored(Task(pathspec, _namespace_check=False), cards=cards)
+            result, stored = read_task_stored(metaflow_seam.client_task(pathspec), cards=cards)
         except MetaflowNotFound:
             return None
-    transition = stored.values.get("_transition")
+    transition = stored.values.get(metaflow_seam.TRANSITION)
     result.next_steps = list(transition[0]) if transition else []
-    result.foreach_splits = stored.values.get("_foreach_num_splits")
+    result.foreach_splits = stored.values.get(metaflow_seam.FOREACH_NUM_SPLITS)
     # The keys of the artifacts the client lists (not Metaflow's own).
     shas = {name: key for name, key in stored.keys.items() if not name.startswith("_")}
     return result, shas

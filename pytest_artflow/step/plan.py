@@ -3,11 +3,11 @@ reads, and what they hold, from the flow's graph and the test's arguments."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import metaflow_seam
 from ..errors import ArtflowError
 from .job import INPUT_ARTIFACT, ParentTask, _Frame, ship
 
@@ -29,14 +29,11 @@ class InputPlan:
     shown: list[tuple[dict[str, Any], dict[str, bytes]]] = field(default_factory=list)
 
 
-_MISSING_ATTRIBUTE = re.compile(r"Flow \w+ has no attribute '(\w+)'")
-
-
 def missing_input_hint(failure: Any, plan: InputPlan, step: str) -> str:
     """Why a real run would have had the artifact the step missed."""
     if failure.exception_type != "AttributeError":
         return ""
-    match = _MISSING_ATTRIBUTE.search(failure.message or "")
+    match = metaflow_seam.MISSING_ATTRIBUTE.search(failure.message or "")
     if not match or match.group(1) in plan.given:
         return ""
     name = match.group(1)
@@ -48,7 +45,7 @@ def missing_input_hint(failure: Any, plan: InputPlan, step: str) -> str:
 
 
 def step_node(flow: FlowRef, step: str) -> Any:
-    graph = flow.flow_class._graph
+    graph = metaflow_seam.graph(flow.flow_class)
     if step not in graph:
         raise ArtflowError(
             f"{flow.name} has no step {step!r}; its steps: {', '.join(flow.step_names)}"
@@ -61,7 +58,7 @@ class InputPlanner:
 
     def __init__(self, flow: FlowRef, node: Any, input: Any, index: Any) -> None:
         self.flow = flow
-        self.graph = flow.flow_class._graph
+        self.graph = metaflow_seam.graph(flow.flow_class)
         self.node = node
         self.input = input
         self.index = index
@@ -194,11 +191,11 @@ class InputPlanner:
             frames = self._frames(indices, values, shipped, len(branches), n, follows_split)
             bookkeeping: dict[str, Any] = {
                 "_current_step": parent_step,
-                "_foreach_var": None,
-                "_foreach_num_splits": None,
+                metaflow_seam.FOREACH_VAR: None,
+                metaflow_seam.FOREACH_NUM_SPLITS: None,
                 "_foreach_values": None,
                 "_iteration_stack": [],
-                "_transition": ([node.name], None),
+                metaflow_seam.TRANSITION: ([node.name], None),
                 "_task_ok": True,
                 "_success": True,
                 "_exception": None,
@@ -206,8 +203,10 @@ class InputPlanner:
             if follows_split:
                 var, splits = self._split_var(values, shipped, indices[-1])
                 split_node = graph[parent_step]
-                bookkeeping.update(_foreach_var=var, _foreach_num_splits=splits)
-                bookkeeping["_transition"] = ([node.name], split_node.foreach_param)
+                bookkeeping.update(
+                    {metaflow_seam.FOREACH_VAR: var, metaflow_seam.FOREACH_NUM_SPLITS: splits}
+                )
+                bookkeeping[metaflow_seam.TRANSITION] = ([node.name], split_node.foreach_param)
                 plan.split_index = indices[-1]
             plan.parents.append(
                 ParentTask(
@@ -284,7 +283,6 @@ class InputPlanner:
     # -- re-run of an earlier run's step --------------------------------------
 
     def rerun(self, run: FlowRun, inputs: Any) -> InputPlan:
-        from metaflow import Step, Task
 
         from ..results import main_module_as
 
@@ -300,13 +298,13 @@ class InputPlanner:
         task = self._pick(run, run[node.name].tasks)
         plan = InputPlan(parents=[])
         if node.name == self.graph.start_step:
-            params = Step(f"{run.pathspec}/_parameters", _namespace_check=False).task
+            params = metaflow_seam.client_step(f"{run.pathspec}/_parameters").task
             with main_module_as(self.flow.module):
                 known = {a.id: a.data for a in params}
             origins = [(params.pathspec, params.current_attempt, known)]
         else:
             by_path = {t.pathspec: t for t in run.tasks}
-            client = Task(task.pathspec, _namespace_check=False)
+            client = metaflow_seam.client_task(task.pathspec)
             found = sorted(
                 (by_path[p] for p in client.parent_task_pathspecs), key=lambda t: t.order
             )
@@ -331,7 +329,7 @@ class InputPlanner:
                         "after a foreach split; override the foreach variable with inputs="
                     )
                 self._ship_input(shipped, plan.split_index)
-                bookkeeping["_foreach_var"] = INPUT_ARTIFACT
+                bookkeeping[metaflow_seam.FOREACH_VAR] = INPUT_ARTIFACT
             plan.parents.append(
                 ParentTask(
                     step=parent_step,
