@@ -129,7 +129,8 @@ def _runner(sandbox: Any, engine: str = "subprocess") -> Any:
     server among them) are made once per worker and shared by its runs."""
     global _engines
     from pytest_artflow.engines import EngineSet
-    from pytest_artflow.runner import ArtflowRunner, RunDefaults
+    from pytest_artflow.runner import ArtflowRunner
+    from pytest_artflow.settings import RunDefaults
 
     if _engines is None:
         _engines = EngineSet(_Hooks())
@@ -164,7 +165,7 @@ _earlier: dict[str, Any] = {}
 def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:
     """A sandbox holding one run of ``case`` (made once per worker, untimed in
     the warm-up round), its ``FlowRun`` and an ``ArtflowStep`` on it."""
-    from pytest_artflow.step import ArtflowStep
+    from pytest_artflow.step.fixture import ArtflowStep
 
     if case.name not in _earlier:
         kept = _sandbox(str(sandbox.root.parent))  # under the benchmark's base directory
@@ -195,7 +196,7 @@ def run_step(engine: str, rerun: bool) -> Variant:
             with kept.client_scope():
                 task = stepper(run, STEP, inputs=STEP_INPUTS, engine=engine)
         else:
-            from pytest_artflow.step import ArtflowStep
+            from pytest_artflow.step.fixture import ArtflowStep
 
             with sandbox.client_scope():
                 task = ArtflowStep(_runner(sandbox, engine))(case.flow, STEP, inputs=STEP_INPUTS)

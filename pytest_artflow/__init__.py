@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "run_flow": "standalone",
     "assert_artifact": "assertions",
-    "CaughtException": "result",
+    "CaughtException": "results",
 }
 
 

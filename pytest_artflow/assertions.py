@@ -14,8 +14,8 @@ from _pytest._io.saferepr import saferepr
 
 from .compare import artifacts_equal, explain
 from .errors import ArtflowError
-from .explain import trace_lines
-from .result import FlowRun, TaskResult
+from .results import FlowRun, TaskResult
+from .results.provenance import trace_lines
 
 __all__ = ["assert_artifact"]
 

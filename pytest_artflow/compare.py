@@ -23,7 +23,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from . import registry
+from . import session
 
 __all__ = ["artifacts_equal", "explain"]
 
@@ -100,7 +100,7 @@ def _compare_hook() -> Any | None:
     can change; skipped entirely when nobody implements it, which keeps the
     common case free of pluggy's per-call cost.
     """
-    relay = registry.hook()
+    relay = session.hook()
     caller = getattr(relay, "pytest_artflow_compare", None) if relay is not None else None
     if caller is None or not caller.get_hookimpls():
         return None

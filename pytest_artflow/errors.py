@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .result import FlowRun
+    from .results import FlowRun
 
 
 class ArtflowError(Exception):
@@ -32,6 +32,12 @@ class FlowRunFailed(ArtflowError):
 class FlowLoadWarning(UserWarning):
     """Loading a flow file in the pytest process left something behind that
     cannot be undone (a thread its module-level code started)."""
+
+
+class MetaflowChangedWarning(UserWarning):
+    """The installed Metaflow lacks (or changed) a name the ``fork`` engine
+    needs; its runs go to the ``subprocess`` engine instead. Warned once per
+    session, naming what changed."""
 
 
 class ArtifactReadError(ArtflowError, KeyError):

@@ -41,10 +41,10 @@ def from_parameters(flow: object, **overrides: Any) -> st.SearchStrategy[dict[st
 def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     from metaflow import IncludeFile
 
-    from . import flows, registry
+    from . import flows, session
 
     # Drawn inside the test: a flow file is looked for as ``run_flow`` does.
-    config, item = registry.config(), registry.item()
+    config, item = session.config(), session.item()
     search = [config.rootpath, config.invocation_params.dir] if config is not None else []
     if item is not None:
         search.insert(0, Path(item.path).parent)
@@ -73,9 +73,8 @@ def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[d
 
 
 def _for_parameter(flow_name: str, name: str, param: Any) -> st.SearchStrategy[Any]:
-    from metaflow.parameters import JSONTypeClass
-
     from .flows import _declared
+    from .metaflow_seam import JSONTypeClass
 
     default = _declared(param, "default")
     if default is None or callable(default):

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import metaflow_seam
 from .errors import FlowLoadWarning, FlowReferenceError
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class FlowRef:
         """Metaflow ``Parameter`` objects by their command-line name."""
         return {
             p.name: p
-            for _, p in self.flow_class._get_parameters()
+            for _, p in metaflow_seam.parameters(self.flow_class)
             if not getattr(p, "IS_CONFIG_PARAMETER", False)
         }
 
@@ -68,14 +69,14 @@ class FlowRef:
         """Metaflow ``Config`` objects by their command-line name."""
         return {
             p.name: p
-            for _, p in self.flow_class._get_parameters()
+            for _, p in metaflow_seam.parameters(self.flow_class)
             if getattr(p, "IS_CONFIG_PARAMETER", False)
         }
 
     @cached_property
     def step_names(self) -> list[str]:
         """Step names in graph order (Metaflow's own graph)."""
-        return list(self.flow_class._graph.sorted_nodes)
+        return list(metaflow_seam.graph(self.flow_class).sorted_nodes)
 
     def parameter_args(self, values: Mapping[str, Any]) -> list[str]:
         """Command-line options for Parameter values given by attribute or Parameter name.
@@ -85,7 +86,7 @@ class FlowRef:
         """
         from metaflow import IncludeFile
 
-        by_attribute = {attr: p for attr, p in self.flow_class._get_parameters()}
+        by_attribute = {attr: p for attr, p in metaflow_seam.parameters(self.flow_class)}
         args: list[str] = []
         given: set[str] = set()
         for key, value in values.items():
@@ -136,7 +137,7 @@ class FlowRef:
         that file, as when ``python flow.py run`` starts in the flow's
         directory.
         """
-        from metaflow.user_configs.config_parameters import ConfigValue
+        from .metaflow_seam import ConfigValue
 
         search_dirs = list(search_dirs)
         files = {self._config_name(key): value for key, value in files.items()}
@@ -176,7 +177,7 @@ class FlowRef:
         """The Config's command-line name, for its name or its attribute."""
         if key in self.configs:
             return key
-        for attr, param in self.flow_class._get_parameters():
+        for attr, param in metaflow_seam.parameters(self.flow_class):
             if attr == key and getattr(param, "IS_CONFIG_PARAMETER", False):
                 return str(param.name)
         known = ", ".join(sorted(self.configs)) or "none"
@@ -189,7 +190,7 @@ def _declared(param: Any, key: str) -> Any:
     Metaflow resolves Parameter options only when its CLI starts (in the
     flow's processes); before that they sit in ``_override_kwargs``.
     """
-    return param.kwargs.get(key, getattr(param, "_override_kwargs", {}).get(key))
+    return metaflow_seam.declared(param, key)
 
 
 _loaded: dict[Path, tuple[int, ModuleType]] = {}
@@ -267,7 +268,7 @@ def load_file(path: Path) -> ModuleType:
             ) from None
         except Exception as exc:
             del sys.modules[name]
-            from .engines.launch import relative_import_failure
+            from .inflow.launch import relative_import_failure
 
             relative = (
                 relative_import_failure(str(path), exc) if isinstance(exc, ImportError) else None
@@ -439,10 +440,9 @@ def _ref_for_class(cls: type[FlowSpec]) -> FlowRef:
 def _checked(ref: FlowRef) -> FlowRef:
     """Metaflow's own graph checks, so a broken flow fails here with Metaflow's words."""
     from metaflow.exception import MetaflowException
-    from metaflow.lint import linter
 
     try:
-        linter.run_checks(ref.flow_class._graph)
+        metaflow_seam.check_graph(ref.flow_class)
     except MetaflowException as exc:
         where = f"{ref.file}:{exc.line_no}" if exc.line_no else str(ref.file)
         raise FlowReferenceError(

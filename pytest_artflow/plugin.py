@@ -1,7 +1,7 @@
 """The pytest plugin: options, ini keys, markers, fixtures and hooks only.
 
 The work is done in focused modules (``runner``, ``sandbox``, ``flows``,
-``engines``, ``result``); nothing here imports Metaflow, which is loaded the
+``engines``, ``results``, ``step``, ``collect``); nothing here imports Metaflow, which is loaded the
 first time a test asks for a run.
 """
 
@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import collect, explain, hookspecs, registry, report, validate
+from . import collect, hookspecs, session, validate
+from .collect import report
 from .engines import EngineSet
-from .engines.remote import RUN_LOCALLY_DEFAULT
+from .inflow.remote import RUN_LOCALLY_DEFAULT
+from .results import provenance
 from .resume import ArtflowResume
-from .runner import ArtflowRunner, RunDefaults
+from .runner import ArtflowRunner
 from .sandbox import Sandbox
-from .step import ArtflowStep
-
-KEEP_CHOICES = ("never", "failed", "always")
-engines_key = pytest.StashKey[EngineSet]()
-reports_key = pytest.StashKey[dict[str, pytest.TestReport]]()
+from .settings import KEEP_CHOICES, engines_key, reports_key, run_defaults
+from .step.fixture import ArtflowStep
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -110,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[engines_key] = EngineSet(config.hook)
     validate.check_session(config, config.stash[engines_key])
-    registry.set_config(config)
+    session.set_config(config)
     if collect.enabled(config):
         collect.configure(config)
 
@@ -119,7 +117,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     engines = config.stash.get(engines_key, None)
     if engines is not None:
         engines.close()
-    registry.set_config(None)
+    session.set_config(None)
 
 
 @pytest.hookimpl
@@ -136,7 +134,7 @@ def pytest_artflow_engines() -> dict[str, Any]:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return report.header_lines(
-        engine=_defaults(config).engine,
+        engine=run_defaults(config).engine,
         keep=config.option.artflow_keep,
         basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
         run_locally=config.getini("artflow_run_locally"),
@@ -163,7 +161,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
-    return explain.assertrepr_compare(op, left, right)
+    return provenance.assertrepr_compare(op, left, right)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -171,23 +169,6 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
     report = yield
     item.stash.setdefault(reports_key, {})[report.when] = report
     return report
-
-
-def _defaults(config: pytest.Config, node: pytest.Item | None = None) -> RunDefaults:
-    timeout = config.option.artflow_timeout
-    if timeout is None and config.getini("artflow_timeout"):
-        timeout = float(config.getini("artflow_timeout"))
-    defaults = RunDefaults(
-        engine=config.option.artflow_engine or config.getini("artflow_engine"),
-        timeout=timeout,
-        env=collect.run_locally_env(config),
-    )
-    marker = node.get_closest_marker("artflow") if node is not None else None
-    if marker is not None:
-        defaults.engine = marker.kwargs.get("engine", defaults.engine)
-        defaults.timeout = marker.kwargs.get("timeout", defaults.timeout)
-        defaults.env.update(marker.kwargs.get("env") or {})
-    return defaults
 
 
 @pytest.fixture
@@ -203,12 +184,11 @@ def artflow_sandbox(
         with sandbox.client_scope():
             yield sandbox
     finally:
-        explain.forget()
-        keep = request.config.option.artflow_keep
+        provenance.forget()
         reports = request.node.stash.get(reports_key, {})
-        failed = any(r.failed for r in reports.values())
-        if keep == "never" or (keep == "failed" and not failed):
-            shutil.rmtree(sandbox.root, ignore_errors=True)
+        sandbox.settle(
+            request.config.option.artflow_keep, failed=any(r.failed for r in reports.values())
+        )
 
 
 @pytest.fixture
@@ -219,7 +199,7 @@ def artflow_run(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Art
         sandbox=artflow_sandbox,
         engines=config.stash[engines_key],
         hook=config.hook,
-        defaults=_defaults(config, request.node),
+        defaults=run_defaults(config, request.node),
         search_dirs=[Path(request.path).parent, config.rootpath, config.invocation_params.dir],
     )
 
@@ -244,7 +224,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     ``artflow`` marker and file) from here. The artifacts its runs' reads
     remembered for failure messages are the test's own, and go with it."""
     try:
-        with registry.running(item):
+        with session.running(item):
             return (yield)
     finally:
-        explain.forget()
+        provenance.forget()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ArtflowError, FlowRunFailed
-from .result import FlowRun, UnknownStepError
+from .results import FlowRun, UnknownStepError
 from .runner import ArtflowRunner
 
 

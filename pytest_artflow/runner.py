@@ -11,17 +11,11 @@ from typing import Any
 from . import flows
 from .engines import EngineSet, RunJob
 from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
-from .result import FlowRun, missing_file_hint, read_run
+from .results.failure import describe_failure, start_failure, timeout_failure
+from .results.model import FlowRun
+from .results.read import read_run
 from .sandbox import Sandbox
-
-
-@dataclass
-class RunDefaults:
-    """Settings for runs that a test did not pass itself (marker > option > ini)."""
-
-    engine: str = "subprocess"
-    timeout: float | None = None
-    env: dict[str, str] = field(default_factory=dict)
+from .settings import RunDefaults
 
 
 @dataclass
@@ -116,7 +110,7 @@ class ArtflowRunner:
         the flow's processes to load (``launch.load_flow``)."""
         import cloudpickle
 
-        from .engines.launch import SHIPPED
+        from .inflow.launch import SHIPPED
 
         path = self.sandbox.root / "tmp" / f"{flow.name}-{next(self._ids)}.flow.pickle"
         try:
@@ -178,111 +172,3 @@ class ArtflowRunner:
         if check and not (run.finished and run.readable):
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
-
-
-def start_failure(config: RunConfig, output: str, timed_out: bool) -> str:
-    """The run never started: Metaflow's own words for why, without its banner."""
-    if timed_out:
-        return f"{config.flow.name} did not start within {config.timeout} s"
-    noise = ("Metaflow ", "Validating your flow", "    The graph looks good", "Usage:", "Try '")
-    lines = [line for line in output.splitlines() if line.strip() and not line.startswith(noise)]
-    detail = "\n".join(line.strip() for line in lines[-12:]) or "(no output)"
-    return f"{config.flow.name} ({config.flow.file}) could not start:\n{detail}"
-
-
-def timeout_failure(run: FlowRun, timeout: float | None) -> Any:
-    from .engines import lifetime
-    from .result import Failure
-
-    hung = [t for t in run.tasks if not t.finished]
-    # A task that ended while a process it started still holds its output
-    # open: Metaflow's runtime waits for that to close before it goes on.
-    held = [] if hung else [t for t in run.tasks if output_still_open(t.pathspec, run.output)]
-    if hung:
-        where = "while running " + ", ".join(f"step {t.step!r} ({t.pathspec})" for t in hung)
-    elif held:
-        where = "while waiting for " + ", ".join(
-            f"step {t.step!r} ({t.pathspec}), which had finished, to close its output "
-            "(a process it started holds it open)"
-            for t in held
-        )
-    else:
-        where = "while running between steps"
-    if lifetime.owns_descendants():
-        killed = "every process was killed"
-    else:
-        killed = (
-            "the run's process group was killed (processes a step started in a session "
-            "of their own are not tracked on this platform)"
-        )
-    first = (hung or held or [None])[0]
-    return Failure(
-        step=first.step if first else None,
-        task=first.pathspec if first else None,
-        exception_type="Timeout",
-        message=f"timed out after {timeout} s {where}; {killed}",
-        stdout=first.stdout if first else "",
-        stderr=first.stderr if first else "",
-    )
-
-
-#: What Metaflow's runtime logs for a task as it starts it, and once it has
-#: seen the task's process end and its output close.
-_TASK_STARTS = ("Task is starting", "Task fallback is starting")
-_TASK_ENDS = ("Task finished successfully.", "Task failed", "[KILLED BY ORCHESTRATOR]")
-
-
-def output_still_open(pathspec: str, output: str) -> bool:
-    """Whether Metaflow's runtime started the task but, by its log in
-    ``output``, never saw it end: it sees the end only once the task's stdout
-    and stderr are closed, by the task and by every process that inherited them."""
-    prefix = f"[{pathspec.split('/', 1)[-1]} (pid "
-    open_ = False
-    for line in output.splitlines():
-        at = line.find(prefix)
-        if at < 0:
-            continue
-        said = line[line.find("] ", at) + 2 :]
-        if said.startswith(_TASK_STARTS):
-            open_ = True
-        elif said.startswith(_TASK_ENDS):
-            open_ = False
-    return open_
-
-
-def _tail(text: str, n: int = 20) -> str:
-    lines = text.rstrip().splitlines()
-    cut = lines[-n:]
-    head = f"  ... ({len(lines) - n} earlier lines)\n" if len(lines) > n else ""
-    return head + "\n".join(f"  {line}" for line in cut)
-
-
-def describe_failure(run: FlowRun) -> str:
-    failure = run.failure
-    if failure is None:
-        return f"{run.pathspec} failed:\n{_tail(run.output)}"
-    where = f" in step {failure.step!r} (task {failure.task})" if failure.step else ""
-    what = (
-        f"{failure.exception_type}: {failure.message}"
-        if failure.exception_type
-        else failure.message
-    )
-    if failure.caught:
-        parts = [f"{run.pathspec} is not successful: @catch caught{where}: {what}"]
-    else:
-        parts = [f"{run.pathspec} failed{where}: {what}"]
-    hint = missing_file_hint(failure)
-    if hint:
-        parts.append(hint)
-    if failure.traceback:
-        parts.append("traceback:\n" + _tail(failure.traceback, 40))
-    if failure.stdout.strip():
-        parts.append(f"stdout of {failure.step}:\n" + _tail(failure.stdout))
-    if failure.stderr.strip() and not failure.traceback:
-        parts.append(f"stderr of {failure.step}:\n" + _tail(failure.stderr))
-    if not failure.exception_type and failure.task and not failure.caught:
-        # No exception recorded (killed, os._exit, crash): what the runtime saw.
-        task_path = failure.task.split("/", 1)[-1]
-        seen = [line for line in run.output.splitlines() if f"[{task_path} " in line]
-        parts.append("Metaflow's log of the task:\n" + _tail("\n".join(seen) or run.output))
-    return "\n".join(parts)

@@ -10,6 +10,7 @@ pytest process is pointed at the sandbox for the duration of the test
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,16 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.root)!r})"
+
+    def settle(self, keep: str, *, failed: bool) -> bool:
+        """Remove the sandbox unless ``--artflow-keep`` (``keep``) keeps it;
+        whether it was kept. Every owner of a sandbox ends it here."""
+        from .settings import keeps_sandbox
+
+        kept = keeps_sandbox(keep, failed=failed)
+        if not kept:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return kept
 
     @property
     def datastore(self) -> Path:
@@ -67,31 +78,10 @@ class Sandbox:
     def client_scope(self) -> Iterator[None]:
         """Point Metaflow's client (``Flow``, ``Run``, ``namespace``) at this
         sandbox, and restore what it pointed at before on exit."""
-        from metaflow.client import core
-        from metaflow.client.filecache import FileCache
-        from metaflow.plugins.datastores.local_storage import LocalStorage
-        from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
+        from .metaflow_seam import client_pointed_at
 
-        # ``INFO`` is a validating property; its raw ``_INFO`` is saved and restored.
-        saved = (
-            core.current_metadata,
-            core.current_namespace,
-            core.filecache,
-            LocalMetadataProvider._INFO,
-            LocalStorage.datastore_root,
-        )
         self.datastore.mkdir(exist_ok=True)
-        try:
-            core.metadata(f"local@{self.root}")
-            core.namespace(None)
-            core.filecache = FileCache(cache_dir=str(self.root / "client_cache"))
-            LocalStorage.datastore_root = str(self.datastore)
+        with client_pointed_at(
+            str(self.root), str(self.datastore), cache_dir=str(self.root / "client_cache")
+        ):
             yield
-        finally:
-            (
-                core.current_metadata,
-                core.current_namespace,
-                core.filecache,
-                LocalMetadataProvider._INFO,
-                LocalStorage.datastore_root,
-            ) = saved

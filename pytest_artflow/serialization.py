@@ -46,9 +46,9 @@ class _Scratch:
         # Imported here: metaflow costs ~0.2 s, and the plugin imports this
         # package at startup. ``metaflow.plugins`` bootstraps the serializer
         # store that ``save_artifacts`` dispatches through.
-        import metaflow.plugins  # noqa: F401
-        from metaflow.datastore import FlowDataStore
-        from metaflow.plugins.datastores.local_storage import LocalStorage
+        from .metaflow_seam import DATASTORES, FlowDataStore, LocalStorage
+
+        del DATASTORES  # loaded for what it bootstraps
 
         self.pid = os.getpid()
         self.root = tempfile.mkdtemp(prefix="pytest-artflow-roundtrip-")

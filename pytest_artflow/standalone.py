@@ -15,21 +15,21 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import registry
+from . import session
 from .errors import FlowRunFailed
+from .settings import keeps_sandbox
 
 if TYPE_CHECKING:
     import pytest
 
     from .engines import EngineSet
-    from .result import FlowRun
-    from .runner import RunDefaults
+    from .results import FlowRun
+    from .settings import RunDefaults
 
 __all__ = ["run_flow"]
 
@@ -64,7 +64,7 @@ def run_flow(flow: object, *, check: bool = True, **options: Any) -> FlowRun:
         failed = not run.successful
         return run
     except FlowRunFailed as exc:
-        if context.keeps(failed=True):
+        if keeps_sandbox(context.keep, failed=True):
             raise FlowRunFailed(f"{exc}\nsandbox kept: {sandbox.root}", run=exc.run).with_traceback(
                 None
             ) from exc.__cause__
@@ -73,8 +73,7 @@ def run_flow(flow: object, *, check: bool = True, **options: Any) -> FlowRun:
         failed = False  # no run to look at: a bad reference, an interrupt
         raise
     finally:
-        if not context.keeps(failed=failed):
-            shutil.rmtree(sandbox.root, ignore_errors=True)
+        sandbox.settle(context.keep, failed=failed)
 
 
 @dataclass
@@ -94,9 +93,6 @@ class _Context:
             return self.tmp_path_factory.mktemp(prefix, numbered=True)
         return Path(tempfile.mkdtemp(prefix=prefix + "-"))
 
-    def keeps(self, *, failed: bool) -> bool:
-        return self.keep == "always" or (self.keep == "failed" and failed)
-
 
 def _label(flow: object) -> str:
     """A directory-name-safe name for the flow; Metaflow's local metadata
@@ -112,21 +108,21 @@ def _label(flow: object) -> str:
 
 
 def _context() -> _Context:
-    config = registry.config()
+    config = session.config()
     return _session(config) if config is not None else _outside_pytest()
 
 
 def _session(config: pytest.Config) -> _Context:
-    from . import plugin
+    from .settings import engines_key, run_defaults
 
-    item = registry.item()
+    item = session.item()
     dirs = [config.rootpath, config.invocation_params.dir]
     if item is not None:
         dirs.insert(0, Path(item.path).parent)
     return _Context(
-        engines=config.stash[plugin.engines_key],
+        engines=config.stash[engines_key],
         hook=config.hook,
-        defaults=plugin._defaults(config, item),
+        defaults=run_defaults(config, item),
         search_dirs=dirs,
         keep=config.option.artflow_keep,
         tmp_path_factory=config._tmp_path_factory,  # type: ignore[attr-defined]
@@ -140,8 +136,8 @@ def _outside_pytest() -> _Context:
     """Engines and hooks of this process's own, made on first use: the
     built-in engines, and no conftest.py to add hooks."""
     global _own
-    from .engines.remote import RUN_LOCALLY_DEFAULT, RUN_LOCALLY_ENV
-    from .runner import RunDefaults
+    from .inflow.remote import RUN_LOCALLY_DEFAULT, RUN_LOCALLY_ENV
+    from .settings import RunDefaults
 
     if _own is None:
         import pluggy

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from hypothesis import strategies as st
 
-from . import registry
+from . import session
 from .flow_parameters import from_parameters
 
 __all__ = ["artifact_names", "artifacts", "from_parameters", "picklable"]
@@ -145,7 +145,7 @@ def _picklable() -> st.SearchStrategy[Any]:
 def _contributed(fallback: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     @st.composite
     def draw_contributed(draw: st.DrawFn) -> Any:
-        relay = registry.hook()
+        relay = session.hook()
         caller = getattr(relay, "pytest_artflow_strategies", None) if relay else None
         strategies = [
             strategy

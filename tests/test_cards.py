@@ -188,16 +188,16 @@ def test_a_single_step_run_has_the_steps_cards(artflow_step, engine):
 
 def test_steps_without_card_are_not_searched_for_cards(artflow_run, monkeypatch):
     """Reading a run looks for cards only in steps with ``@card`` (the graph says which)."""
-    from pytest_artflow import result
+    from pytest_artflow.results import read
 
     looked: list[str] = []
-    original = result.read_cards
+    original = read.read_cards
 
     def counting(task):
         looked.append(task.parent.id)
         return original(task)
 
-    monkeypatch.setattr(result, "read_cards", counting)
+    monkeypatch.setattr(read, "read_cards", counting)
     artflow_run(FLOWS / "linear_flow.py")
     assert looked == []
     run = artflow_run(FLOWS / "card_flow.py")

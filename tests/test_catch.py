@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from pytest_artflow import CaughtException, FlowRunFailed
-from pytest_artflow.result import FlowRun
-from pytest_artflow.runner import describe_failure
+from pytest_artflow.results import FlowRun
+from pytest_artflow.results.failure import describe_failure
 from pytest_artflow.sandbox import Sandbox
 
 ENGINES = ("fork", "subprocess")

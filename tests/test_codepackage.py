@@ -35,7 +35,7 @@ def test_the_package_is_built_when_first_read_and_is_metaflows_own(artflow_sandb
         sys.path.insert(0, EXAMPLES)
         from metaflow.metaflow_environment import MetaflowEnvironment
         from metaflow.package import MetaflowPackage
-        from pytest_artflow.engines.codepackage import PackageOnDemand
+        from pytest_artflow.inflow.codepackage import PackageOnDemand
         import art_flow
 
         built = []
@@ -75,7 +75,7 @@ def test_the_package_is_built_when_first_read_and_is_metaflows_own(artflow_sandb
 )
 def test_on_demand_unless_metaflow_always_uploads_the_package(artflow_sandbox, always_upload, used):
     script = """
-        from pytest_artflow.engines import codepackage
+        from pytest_artflow.inflow import codepackage
         codepackage.install()
         from metaflow.cli_components import run_cmds
         print(run_cmds.MetaflowPackage.__name__)

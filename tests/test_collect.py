@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_artflow import collect
+from pytest_artflow import collect, settings
 
 ART_FLOW = """
 from metaflow import FlowSpec, Parameter, step
@@ -207,7 +207,7 @@ def test_parameter_value_that_is_not_a_literal_is_text(pytester: pytest.Pytester
     pytester.makeini("[pytest]\nartflow_params =\n    *::F name=hello world\n    *::F n=3\n")
     config = pytester.parseconfig("--artflow")
     collect.configure(config)
-    assert config.stash[collect.settings_key].params_for("f.py::F") == {
+    assert config.stash[settings.ini_key].params_for("f.py::F") == {
         "name": "hello world",
         "n": 3,
     }

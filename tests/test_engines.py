@@ -29,9 +29,9 @@ import pytest
 
 from pytest_artflow import FlowRunFailed
 from pytest_artflow.compare import artifacts_equal, explain
-from pytest_artflow.engines import markers
 from pytest_artflow.errors import FlowLoadWarning
-from pytest_artflow.result import FlowRun, TaskResult
+from pytest_artflow.forkserver import markers
+from pytest_artflow.results import FlowRun, TaskResult
 
 FLOWS = Path(__file__).parent / "flows"
 ENGINES = ("subprocess", "fork")
@@ -165,7 +165,7 @@ def snapshot(run: FlowRun, root: Path) -> dict[str, Any]:
 @pytest.fixture
 def fork_results(request, monkeypatch) -> list[Any]:
     """The ``EngineResult`` of every run the session's fork engine makes in the test."""
-    from pytest_artflow.plugin import engines_key
+    from pytest_artflow.settings import engines_key
 
     engine = request.config.stash[engines_key].get("fork")
     results: list[Any] = []
@@ -422,7 +422,7 @@ def _process_state() -> dict[str, Any]:
 
 
 def test_a_fork_run_leaves_the_pytest_process_as_it_was(artflow_run, request):
-    from pytest_artflow.plugin import engines_key
+    from pytest_artflow.settings import engines_key
 
     flow = FLOWS / "foreach_flow.py"
     # What any run loads in this process (Metaflow's client, to read results).
@@ -461,7 +461,7 @@ def test_closing_the_engine_stops_its_server(artflow_run, request):
 
 
 def test_a_dead_server_is_replaced(artflow_run, request):
-    from pytest_artflow.plugin import engines_key
+    from pytest_artflow.settings import engines_key
 
     artflow_run(FLOWS / "linear_flow.py", engine="fork")
     engine = request.config.stash[engines_key].get("fork")
@@ -479,7 +479,7 @@ def test_two_sandboxes_in_one_session_stay_apart(pytester):
         test_two=f"""
         import json, os
         import pytest
-        from pytest_artflow.plugin import engines_key
+        from pytest_artflow.settings import engines_key
 
         SEEN = []
 

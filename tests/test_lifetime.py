@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from pytest_artflow import FlowRunFailed
-from pytest_artflow.engines import lifetime
-from pytest_artflow.runner import timeout_failure
+from pytest_artflow.inflow import lifetime
+from pytest_artflow.results.failure import timeout_failure
 
 pytestmark = pytest.mark.skipif(
     not lifetime.owns_descendants(), reason="needs Linux (a subreaper and /proc)"
@@ -294,7 +294,7 @@ def test_the_keeper_ends_what_its_run_left_when_its_lifeline_closes(tmp_path: Pa
     script = textwrap.dedent(
         f"""
         import os, subprocess, sys, time
-        from pytest_artflow.engines import lifetime
+        from pytest_artflow.inflow import lifetime
 
         lifetime.keep_run(int(os.environ[lifetime.LIFELINE_ENV]))
         daemon = subprocess.Popen(["sleep", "600"], start_new_session=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_artflow import ArtifactReadError, FlowRunFailed
-from pytest_artflow.result import FlowRun, read_run
+from pytest_artflow.results import FlowRun, read_run
 
 FLOWS = Path(__file__).parent / "flows"
 ENGINES = ["fork", "subprocess"]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_artflow.report import FlowSummary, StepSummary
+from pytest_artflow.collect.report import FlowSummary, StepSummary
 
 PASSING = """
 from metaflow import FlowSpec, step

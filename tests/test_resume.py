@@ -14,7 +14,7 @@ import pytest
 
 from pytest_artflow import FlowReferenceError, FlowRunFailed
 from pytest_artflow.errors import ArtflowError
-from pytest_artflow.result import FlowRun, UnknownStepError
+from pytest_artflow.results import FlowRun, UnknownStepError
 
 FLOWS = Path(__file__).parent / "flows"
 RESUME_FLOW = FLOWS / "resume_flow.py"

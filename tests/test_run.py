@@ -471,7 +471,7 @@ def assert_relative_import_message(text: str, file: str, absolute: str | None) -
     if absolute:
         assert f"`{absolute}`" in text
     assert "`from utils import norm`" in text
-    for noise in ("Traceback", "^^^", "forkserver.py", "launch.py", "program.py"):
+    for noise in ("Traceback", "^^^", "server.py", "launch.py", "program.py", "stepjob.py"):
         assert noise not in text
 
 
@@ -589,7 +589,7 @@ def test_a_flow_reading_another_flows_run_runs_after_it_in_one_sandbox(
     ],
 )
 def test_the_relative_import_message_for_each_form(tmp_path, package, line, instead):
-    from pytest_artflow.engines.launch import relative_import_failure
+    from pytest_artflow.inflow.launch import relative_import_failure
 
     folder = tmp_path / "mypkg"
     folder.mkdir()

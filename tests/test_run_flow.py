@@ -15,7 +15,7 @@ from metaflow.plugins.metadata_providers.local import LocalMetadataProvider
 
 from examples.art_flow import ArtFlow
 from pytest_artflow import FlowReferenceError, FlowRunFailed, run_flow
-from pytest_artflow.plugin import engines_key
+from pytest_artflow.settings import engines_key
 
 FLOWS = Path(__file__).parent / "flows"
 ROOT = Path(__file__).parents[1]

@@ -410,5 +410,5 @@ def test_a_step_error_shows_its_message_and_no_plugin_internals(
         ]
     )
     output = result.stdout.str()
-    for internal in ("RunConfig(", "_Plan(", "pytest_artflow" + os.sep):
+    for internal in ("RunConfig(", "InputPlan(", "pytest_artflow" + os.sep):
         assert internal not in output

@@ -1,7 +1,7 @@
 """Engines: how a flow's processes are started.
 
 Every engine runs Metaflow's own CLI (``run`` and ``step``) through
-``pytest_artflow.engines.launch``; they differ only in how processes start.
+``pytest_artflow.inflow.launch``; they differ only in how processes start.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The module every flow process runs as (see ``launch.py``).
-LAUNCH_MODULE = "pytest_artflow.engines.launch"
+#: The module every flow process runs as (see ``inflow/launch.py``).
+LAUNCH_MODULE = "pytest_artflow.inflow.launch"
 
 
 @dataclass

@@ -19,11 +19,13 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import ArtflowError
-from . import forkserver, markers, messages
+from ..errors import ArtflowError, MetaflowChangedWarning
+from ..forkserver import markers, messages
+from ..forkserver import server as forkserver
 from .base import Engine, EngineResult, RunJob
 from .subprocess import SubprocessEngine
 
@@ -241,8 +243,17 @@ class ForkEngine(Engine):
             raise ArtflowError("the fork engine needs os.fork; use --artflow-engine=subprocess")
         self._servers: OrderedDict[tuple[Any, ...], ForkServer] = OrderedDict()
         self._fallback = SubprocessEngine()
+        #: What Metaflow changed that this engine needs (``None``: not checked yet).
+        self._metaflow_changed: list[str] | None = None
 
     def run(self, job: RunJob) -> EngineResult:
+        changed = self._check_metaflow()
+        if changed:
+            result = self._fallback.run(job)
+            result.extra.update(
+                engine="subprocess", refused="Metaflow changed: " + "; ".join(changed)
+            )
+            return result
         key = markers.server_key(job.env)
         server = self._servers.get(key)
         if server is None or server.proc.poll() is not None:
@@ -263,6 +274,28 @@ class ForkEngine(Engine):
             result = self._fallback.run(job)
             result.extra.update(engine="subprocess", refused=refused)
         return result
+
+    def _check_metaflow(self) -> list[str]:
+        """What the fork engine needs and the installed Metaflow lacks, checked
+        once per engine (a session has one); the first run that finds a change
+        warns, naming it, and every run goes to the subprocess engine, which
+        needs nothing of Metaflow's insides."""
+        if self._metaflow_changed is None:
+            from .. import metaflow_seam
+
+            self._metaflow_changed = metaflow_seam.fork_engine_problems()
+            if self._metaflow_changed:
+                warnings.warn(
+                    MetaflowChangedWarning(
+                        f"Metaflow {metaflow_seam.metaflow_version()} (pytest-artflow was "
+                        f"tested with {', '.join(metaflow_seam.TESTED_VERSIONS)}) changed what "
+                        "the fork engine needs: "
+                        + "; ".join(self._metaflow_changed)
+                        + "; runs use the subprocess engine instead"
+                    ),
+                    stacklevel=2,
+                )
+        return self._metaflow_changed
 
     def _discard(self, key: tuple[Any, ...]) -> None:
         self._servers.pop(key).close()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import lifetime
+from ..inflow import lifetime
 from .base import Engine, EngineResult, RunJob
 
 #: Seconds a run's keeper may take to end the run's processes.

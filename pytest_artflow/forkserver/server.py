@@ -10,7 +10,7 @@ One run, as a process tree (P is the pytest process)::
              ├── M   the run process (a fork of R): Metaflow's own CLI and
              │       runtime, whose task launcher asks R for each task process.
              └── T   one per task attempt (a fork of R): what
-                     ``python -m pytest_artflow.engines.launch FLOW CLASS step ...``
+                     ``python -m pytest_artflow.inflow.launch FLOW CLASS step ...``
                      does, minus the interpreter start and the imports.
 
 Tasks fork from R, not from M: by the time M's runtime launches a task, M has
@@ -42,13 +42,15 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
-from . import lifetime, program
+from .. import metaflow_seam
+from ..inflow import lifetime
+from . import program
 from .markers import SENTINEL_PREFIX, Bindings
 from .messages import recv, send
 from .tasklauncher import TaskLauncher
@@ -63,10 +65,10 @@ PRELOAD = (
     "metaflow.pylint_wrapper",
     "metaflow.cli_components.utils",
     "metaflow.plugins.cards.card_decorator",
-    "pytest_artflow.engines.launch",
-    "pytest_artflow.engines.codepackage",
-    "pytest_artflow.engines.diagnostics",
-    "pytest_artflow.step",
+    "pytest_artflow.inflow.launch",
+    "pytest_artflow.inflow.codepackage",
+    "pytest_artflow.inflow.diagnostics",
+    "pytest_artflow.inflow.stepjob",
 )
 #: ...except Metaflow's CLI: it adds the flow's options (Parameters, flow
 #: decorator options) when it is imported, so each process imports it for
@@ -109,12 +111,7 @@ class Server:
         if imported:
             raise RuntimeError(f"preloading imported {imported}, which must load per flow")
         warm_caches()
-        from metaflow import metaflow_config_funcs
-
-        self.config_files = (
-            metaflow_config_funcs.METAFLOW_CONFIG,
-            metaflow_config_funcs.METAFLOW_LOCAL_CONFIG,
-        )
+        self.config_files = metaflow_seam.config_files()
         self.bindings = Bindings.find(SENTINEL_PREFIX) if self.markers else Bindings()
         # What the imports changed in the environment (none, usually): a fresh
         # process of the run would make the same changes.
@@ -123,6 +120,8 @@ class Server:
         if threads > 1:
             # A fork keeps only the forking thread: the others' locks stay held.
             self.bindings.unpatchable.append(f"importing Metaflow started {threads - 1} thread(s)")
+        # A Metaflow that lacks what the run processes patch cannot be served.
+        self.bindings.unpatchable += metaflow_seam.fork_engine_problems()
         return {"op": "ready", "pid": os.getpid(), "unpatchable": self.bindings.unpatchable}
 
     def serve(self) -> None:
@@ -219,7 +218,7 @@ class Zygote:
         if refusal:
             self.report(refused=refusal)
             return 0
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
@@ -256,13 +255,9 @@ class Zygote:
         for M, which is told the answer (see ``_git_info_from_zygote``): within
         one run each of them would find the same repository, branch and commit.
         M starts its CLI meanwhile, and asks only once it registers metadata."""
-        from metaflow import metaflow_git
-
         info = None
         try:
-            info = metaflow_git.get_repository_info(
-                path=os.path.dirname(os.path.abspath(self.path))
-            )
+            info = metaflow_seam.repository_info(os.path.dirname(os.path.abspath(self.path)))
         finally:
             answer.write(json.dumps(info).encode())
 
@@ -273,7 +268,7 @@ class Zygote:
         here for the same reason: that imports what it refers to."""
         import ast
 
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         if self.class_name.startswith(launch.SHIPPED):
             # A shipped class imports what it refers to as it is unpickled.
@@ -324,10 +319,8 @@ class Zygote:
         os.chdir(self.job["cwd"])
         os.environ.clear()
         os.environ.update(env)
-        from metaflow import metaflow_config_funcs as funcs
-
         try:
-            files = (funcs.init_config(), funcs.init_local_config())
+            files = metaflow_seam.read_config_files()
         except Exception as exc:
             return f"Metaflow's configuration does not load here: {exc}"
         if files != server.config_files:
@@ -350,25 +343,19 @@ class Zygote:
 
     def load_flow(self) -> type:
         """The flow class, as ``launch.main`` loads it."""
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         return launch.load_flow(self.path, self.class_name, self.main_names)
 
     def run_main(self, sock: socket.socket, git_info: io.BufferedReader) -> int:
         """M: Metaflow's CLI, with its runtime's task launcher swapped, its
         code package built on demand and its git information from R."""
-        from metaflow import runtime
-
-        from pytest_artflow.engines import codepackage, launch
+        from pytest_artflow.inflow import codepackage, launch
 
         codepackage.install()
         _git_info_from_zygote(git_info)
         if self.no_fork is None:
-            launcher = TaskLauncher(sock, self.entrypoint)
-            proxy = types.ModuleType("subprocess", subprocess.__doc__)
-            proxy.__dict__.update(vars(subprocess))
-            proxy.Popen = launcher.popen  # type: ignore[attr-defined]
-            runtime.subprocess = proxy  # type: ignore[attr-defined]
+            metaflow_seam.set_runtime_popen(TaskLauncher(sock, self.entrypoint).popen)
         program.reseed()
         return program.run(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
 
@@ -439,7 +426,7 @@ class Zygote:
         os.environ.update(env)
         program.std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
         program.reseed()
-        from pytest_artflow.engines import launch
+        from pytest_artflow.inflow import launch
 
         def main() -> None:
             # launch.main, with Metaflow's additions to __main__ (see load_flow).
@@ -453,21 +440,21 @@ def _git_info_from_zygote(answer: io.BufferedReader) -> None:
     """In M: the first time Metaflow asks for the flow's git information, wait
     for what R found (``Zygote.warm_git_info``), as every task has it; then
     answer with it every time, as Metaflow's own per-process cache would."""
-    from metaflow import metaflow_git
-
-    asked = metaflow_git.get_repository_info
     lock = threading.Lock()
 
-    def get_repository_info(path: Any) -> Any:
-        with lock:
-            if not answer.closed:
-                with answer:
-                    info = json.loads(answer.read() or b"null")
-                # If R could not tell, git is asked here, as Metaflow would.
-                metaflow_git.get_repository_info = asked if info is None else lambda path: info
-        return metaflow_git.get_repository_info(path)
+    def answering(asked: Callable[..., Any]) -> Callable[..., Any]:
+        def get_repository_info(path: Any) -> Any:
+            with lock:
+                if not answer.closed:
+                    with answer:
+                        info = json.loads(answer.read() or b"null")
+                    # If R could not tell, git is asked here, as Metaflow would.
+                    metaflow_seam.set_repository_info(asked if info is None else lambda path: info)
+            return metaflow_seam.call_repository_info(path)
 
-    metaflow_git.get_repository_info = get_repository_info
+        return get_repository_info
+
+    metaflow_seam.answer_repository_info(answering)
 
 
 def warm_caches() -> None:
@@ -478,9 +465,7 @@ def warm_caches() -> None:
     ``tokenize`` read source code (as Metaflow does for each flow class)."""
     import inspect
 
-    from metaflow import metaflow_version
-
-    metaflow_version.get_version()
+    metaflow_seam.warm_version()
     inspect.getsource(warm_caches)
 
 

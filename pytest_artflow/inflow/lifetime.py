@@ -32,7 +32,7 @@ import signal
 import sys
 from collections.abc import Callable, Container
 
-from . import program
+from ..forkserver import program
 
 #: The variable that names the keeper's end of the pipe (see the module's doc).
 LIFELINE_ENV = "PYTEST_ARTFLOW_LIFELINE_FD"

@@ -1,4 +1,4 @@
-"""The entry point of every process a run starts: ``python -m pytest_artflow.engines.launch
+"""The entry point of every process a run starts: ``python -m pytest_artflow.inflow.launch
 FLOW_FILE CLASS_NAME [metaflow arguments...]``.
 
 It does what ``python flow.py ...`` does, with two differences: the flow file's
@@ -18,12 +18,10 @@ are removed, in every process of the run (``run_locally``).
 from __future__ import annotations
 
 import ast
-import functools
 import os
 import pickle
 import sys
 import types
-from typing import Any
 
 from . import lifetime, remote
 
@@ -231,8 +229,7 @@ def relaunch_with(entrypoint: list[str]) -> None:
     no worker, silently. The launcher loads the flow the way the task did; the
     rest of each command is Metaflow's.
     """
-    from metaflow.cli_args import CLIArgs
-    from metaflow.plugins.cards.card_creator import CardCreator
+    from .. import metaflow_seam
 
     def command(cmd: list[str]) -> list[str]:
         # [python, ("-u",) script, ...] -> [python, ("-u",) -m launch FILE CLASS, ...]
@@ -242,21 +239,7 @@ def relaunch_with(entrypoint: list[str]) -> None:
         return cmd
 
     # A process that loads a second flow (a forked task) replaces the first's.
-    run_command = getattr(CardCreator._run_command, "_artflow_original", CardCreator._run_command)
-    step_command = getattr(CLIArgs.step_command, "_artflow_original", CLIArgs.step_command)
-
-    @functools.wraps(run_command)
-    def _run_command(self: Any, cmd: list[str], *args: Any, **kwargs: Any) -> Any:
-        return run_command(self, command(cmd), *args, **kwargs)
-
-    @functools.wraps(step_command)
-    def _step_command(self: Any, *args: Any, **kwargs: Any) -> list[str]:
-        return command(step_command(self, *args, **kwargs))
-
-    _run_command._artflow_original = run_command  # type: ignore[attr-defined]
-    _step_command._artflow_original = step_command  # type: ignore[attr-defined]
-    CardCreator._run_command = _run_command  # type: ignore[method-assign]
-    CLIArgs.step_command = _step_command  # type: ignore[method-assign]
+    metaflow_seam.rewrite_script_commands(command)
 
 
 def run_cli(flow_class: type, path: str, class_name: str) -> None:
@@ -264,24 +247,22 @@ def run_cli(flow_class: type, path: str, class_name: str) -> None:
     calls it in a process that loaded the file before it forked)."""
     remote.run_locally(flow_class, os.environ.get(remote.RUN_LOCALLY_ENV, "").split())
 
-    from metaflow import parameters
-
+    from .. import metaflow_seam
     from . import diagnostics
 
     diagnostics.install()
 
     entrypoint = task_entrypoint(path, class_name)
     relaunch_with(entrypoint)
-    with parameters.flow_context(flow_class):
+    with metaflow_seam.flow_context(flow_class):
         # Metaflow's CLI adds the flow's options (Parameters, flow decorators
         # such as @project's --branch) when metaflow.cli is first imported, as
         # ``FlowSpec()`` does it: inside the flow's context.
-        from metaflow import cli
-
+        cli = metaflow_seam.cli
         step_job = os.environ.pop("ARTFLOW_STEP_JOB", None)
         if step_job:
             # artflow_step: write the inputs of the one step that Metaflow runs next.
-            from pytest_artflow.step import prepare_job
+            from pytest_artflow.inflow.stepjob import prepare_job
 
             prepare_job(step_job, flow_class, entrypoint)
         cli.main(flow_class(use_cli=False), entrypoint=entrypoint)

@@ -10,23 +10,23 @@ message. Metaflow's behaviour is otherwise unchanged.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-#: The start of the message Metaflow prints for an unpicklable artifact.
-UNPICKLABLE_PREFIX = "Cannot pickle dump artifact named"
+from ..metaflow_seam import UNPICKLABLE_PREFIX
 
 
 def install() -> None:
     """Name the failing member when an artifact cannot be pickled."""
-    from metaflow.datastore.exceptions import UnpicklableArtifactException
-    from metaflow.datastore.task_datastore import TaskDataStore
+    from .. import metaflow_seam
 
-    original = TaskDataStore.save_artifacts
-    if getattr(original, "_artflow", False):
-        return
+    unpicklable = metaflow_seam.UnpicklableArtifactException
+    metaflow_seam.wrap_save_artifacts(functools.partial(_naming_member, unpicklable))
 
-    @functools.wraps(original)
+
+def _naming_member(
+    unpicklable: type[Exception], original: Callable[..., Any]
+) -> Callable[..., Any]:
     def save_artifacts(self: Any, artifacts_iter: Iterable[tuple[str, Any]], *a: Any, **kw: Any):
         # Metaflow serializes each artifact as soon as it is drawn, so the last
         # one drawn is the one that failed.
@@ -39,7 +39,7 @@ def install() -> None:
 
         try:
             return original(self, remembered(), *a, **kw)
-        except UnpicklableArtifactException as exc:
+        except unpicklable as exc:
             if last:
                 from ..serialization import find_unpicklable
 
@@ -49,5 +49,4 @@ def install() -> None:
                     exc.message = f'{UNPICKLABLE_PREFIX} "{name}": {where}'
             raise
 
-    save_artifacts._artflow = True  # type: ignore[attr-defined]
-    TaskDataStore.save_artifacts = save_artifacts  # type: ignore[method-assign]
+    return save_artifacts

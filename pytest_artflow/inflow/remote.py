@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
+from .. import metaflow_seam
+
 #: The decorators (Metaflow names, space-separated) a run removes from the flow
 #: in every one of its processes, so that their steps run here; set by the plugin.
 RUN_LOCALLY_ENV = "PYTEST_ARTFLOW_RUN_LOCALLY"
@@ -25,15 +27,11 @@ RUN_LOCALLY_DEFAULT = ("batch", "kubernetes", "resources", *_ENVIRONMENT_DECORAT
 def remote_decorators(flow_class: type, names: Iterable[str]) -> list[tuple[str | None, str]]:
     """``(step, decorator)`` for each decorator among ``names`` on the flow
     (``step`` is ``None`` for flow-level ones such as ``@pypi_base``)."""
-    from metaflow.flowspec import FlowStateItems
-
     wanted = set(names)
     found: list[tuple[str | None, str]] = [
-        (None, name)
-        for name in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS]
-        if name in wanted
+        (None, name) for name in metaflow_seam.flow_decorators(flow_class) if name in wanted
     ]
-    for step in flow_class._steps:
+    for step in metaflow_seam.step_functions(flow_class):
         found += [(step.name, d.name) for d in step.decorators if d.name in wanted]
     return found
 
@@ -44,16 +42,19 @@ def missing_packages(flow_class: type, names: Iterable[str]) -> list[str]:
     import importlib.metadata
     import importlib.util
 
-    from metaflow.flowspec import FlowStateItems
-
     wanted = set(names) & set(_ENVIRONMENT_DECORATORS)
     decos = [
         (None, d)
-        for name, ds in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS].items()
+        for name, ds in metaflow_seam.flow_decorators(flow_class).items()
         if name in wanted
         for d in ds
     ]
-    decos += [(s.name, d) for s in flow_class._steps for d in s.decorators if d.name in wanted]
+    decos += [
+        (s.name, d)
+        for s in metaflow_seam.step_functions(flow_class)
+        for d in s.decorators
+        if d.name in wanted
+    ]
     missing = []
     for step, deco in decos:
         for key in ("packages", "libraries"):
@@ -87,12 +88,4 @@ def run_locally(flow_class: type, names: Iterable[str]) -> None:
             f"installed here, and these are not: {', '.join(missing)}. Install them in the "
             "test environment."
         )
-    from metaflow.user_decorators.mutable_flow import MutableFlow
-
-    flow = MutableFlow(flow_class, pre_mutate=True, inserted_by=["pytest-artflow"])
-    for name in names:
-        flow.remove_decorator(name)
-    for _, step in flow.steps:
-        for name in names:
-            step.remove_decorator(name)
-    flow_class._init_graph()  # type: ignore[attr-defined]
+    metaflow_seam.remove_decorators(flow_class, names)

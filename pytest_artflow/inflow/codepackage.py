@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from metaflow.package import MetaflowPackage
+from ..metaflow_seam import MetaflowPackage, install_code_package
 
 
 class PackageOnDemand(MetaflowPackage):  # type: ignore[misc]
@@ -59,7 +59,4 @@ def install() -> None:
     the class by name. Not when ``FEAT_ALWAYS_UPLOAD_CODE_PACKAGE`` is on: the
     runtime then polls for the package from the start, as it should.
     """
-    from metaflow import metaflow_config, package
-
-    if not metaflow_config.FEAT_ALWAYS_UPLOAD_CODE_PACKAGE:
-        package.MetaflowPackage = PackageOnDemand  # type: ignore[misc]
+    install_code_package(PackageOnDemand)

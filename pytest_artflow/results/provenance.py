@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from _pytest._io.saferepr import saferepr
 
 if TYPE_CHECKING:
-    from .result import FlowRun
+    from .model import FlowRun
 
 _recent: deque[tuple[Any, FlowRun, str, str]] = deque(maxlen=64)
 
@@ -62,7 +62,7 @@ def assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | None:
             f"{saferepr(right, maxsize=60)}",
         ]
         if op == "==":
-            from .compare import artifacts_equal, explain
+            from ..compare import artifacts_equal, explain
 
             lines += explain(value, other)
             if artifacts_equal(value, other):

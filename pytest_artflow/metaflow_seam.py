@@ -1,0 +1,405 @@
+"""Everything pytest-artflow knows about Metaflow's insides, in one place.
+
+Metaflow's public API (the client's ``Flow``/``Run``/``Step``/``Task``,
+``namespace``, ``metadata``, ``FlowSpec``, decorators, ``Parameter``,
+``IncludeFile``, ``get_cards``, its exception classes) is used where it is
+needed. Anything else (a private attribute, a module that is not documented, a
+patch of a Metaflow object while a run goes on, a match on the text of one of
+Metaflow's messages) goes through this module: when Metaflow changes, this file
+and its tests say what broke, and the ``fork`` engine, which depends on most
+of it, steps aside (``fork_engine_problems``) instead of failing runs.
+
+Importing this module imports no Metaflow (every task process imports it, and
+the launcher must let Metaflow's CLI be imported inside the flow's context):
+internal classes are resolved when first asked for (``__getattr__``, PEP 562).
+"""
+
+from __future__ import annotations
+
+# ==========================================================================
+# Version facts: which Metaflow this module was written for
+# ==========================================================================
+
+#: The Metaflow release series the names, patches and messages below were
+#: read from and tested with (``pyproject.toml`` pins the same series).
+TESTED_VERSIONS = ("2.19",)
+
+
+def metaflow_version() -> str:
+    """The installed Metaflow's version, without importing Metaflow."""
+    import importlib.metadata
+
+    return importlib.metadata.version("metaflow")
+
+
+def is_tested_version(version: str | None = None) -> bool:
+    """Whether ``version`` (the installed one by default) is of a tested series."""
+    version = version or metaflow_version()
+    return any(version == v or version.startswith(v + ".") for v in TESTED_VERSIONS)
+
+
+# ==========================================================================
+# Everything below: names, patches and messages (no version facts)
+# ==========================================================================
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import re  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+# --------------------------------------------------------------------------
+# Internal classes and modules, imported on first use
+# --------------------------------------------------------------------------
+
+#: name here -> (module, attribute in it; ``None``: the module itself).
+_INTERNAL: dict[str, tuple[str, str | None]] = {
+    "CLIArgs": ("metaflow.cli_args", "CLIArgs"),
+    "CardNotPresentException": ("metaflow.plugins.cards.exception", "CardNotPresentException"),
+    "CardCreator": ("metaflow.plugins.cards.card_creator", "CardCreator"),
+    "ConfigValue": ("metaflow.user_configs.config_parameters", "ConfigValue"),
+    "CONTROL_TASK_TAG": ("metaflow.unbounded_foreach", "CONTROL_TASK_TAG"),
+    "DATASTORES": ("metaflow.plugins", "DATASTORES"),
+    "FileCache": ("metaflow.client.filecache", "FileCache"),
+    "FlowDataStore": ("metaflow.datastore", "FlowDataStore"),
+    "FlowStateItems": ("metaflow.flowspec", "FlowStateItems"),
+    "ForeachFrame": ("metaflow.tuple_util", "ForeachFrame"),
+    "IncludedFile": ("metaflow.includefile", "IncludedFile"),
+    "JSONTypeClass": ("metaflow.parameters", "JSONTypeClass"),
+    "LocalMetadataProvider": ("metaflow.plugins.metadata_providers.local", "LocalMetadataProvider"),
+    "LocalStorage": ("metaflow.plugins.datastores.local_storage", "LocalStorage"),
+    "MetaflowPackage": ("metaflow.package", "MetaflowPackage"),
+    "MutableFlow": ("metaflow.user_decorators.mutable_flow", "MutableFlow"),
+    "TaskDataStore": ("metaflow.datastore.task_datastore", "TaskDataStore"),
+    "UnpicklableArtifactException": (
+        "metaflow.datastore.exceptions",
+        "UnpicklableArtifactException",
+    ),
+    "cli": ("metaflow.cli", None),
+    "client_core": ("metaflow.client.core", None),
+    "linter": ("metaflow.lint", "linter"),
+    "metaflow_config": ("metaflow.metaflow_config", None),
+    "metaflow_config_funcs": ("metaflow.metaflow_config_funcs", None),
+    "metaflow_git": ("metaflow.metaflow_git", None),
+    "metaflow_version_module": ("metaflow.metaflow_version", None),
+    "package_module": ("metaflow.package", None),
+    "parameters_module": ("metaflow.parameters", None),
+    "runtime": ("metaflow.runtime", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INTERNAL:
+        module, attribute = _INTERNAL[name]
+        loaded = importlib.import_module(module)
+        return loaded if attribute is None else getattr(loaded, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------
+# A flow class's insides
+# --------------------------------------------------------------------------
+
+
+def graph(flow_class: type) -> Any:
+    """The flow's ``FlowGraph`` (nodes by step name, ``sorted_nodes``, ``end_step``)."""
+    return flow_class._graph  # type: ignore[attr-defined]
+
+
+def step_functions(flow_class: type) -> list[Any]:
+    """The flow's step functions (each with ``name`` and ``decorators``)."""
+    return list(flow_class._steps)  # type: ignore[attr-defined]
+
+
+def parameters(flow_class: type) -> list[tuple[str, Any]]:
+    """``(attribute, Parameter)`` for each Parameter (and Config) of the flow."""
+    return list(flow_class._get_parameters())  # type: ignore[attr-defined]
+
+
+def flow_decorators(flow_class: type) -> dict[str, list[Any]]:
+    """The flow-level decorators (``@project``, ``@pypi_base``...) by name."""
+    items = __getattr__("FlowStateItems")
+    return flow_class._flow_state[items.FLOW_DECORATORS]  # type: ignore[attr-defined,no-any-return]
+
+
+def declared(param: Any, key: str) -> Any:
+    """A Parameter's declared ``key`` (``default``, ``help``...): its kwargs once
+    the flow's configs are resolved (in the flow's processes); before that
+    they sit in ``_override_kwargs``."""
+    return param.kwargs.get(key, getattr(param, "_override_kwargs", {}).get(key))
+
+
+def remove_decorators(flow_class: type, names: list[str]) -> None:
+    """Remove the decorators ``names`` from the flow and its steps with
+    Metaflow's own mutation API (what a ``FlowMutator`` uses in ``pre_mutate``)."""
+    flow = __getattr__("MutableFlow")(flow_class, pre_mutate=True, inserted_by=["pytest-artflow"])
+    for name in names:
+        flow.remove_decorator(name)
+    for _, step in flow.steps:
+        for name in names:
+            step.remove_decorator(name)
+    flow_class._init_graph()  # type: ignore[attr-defined]
+
+
+def check_graph(flow_class: type) -> None:
+    """Metaflow's own graph checks (``python flow.py run`` runs them first)."""
+    __getattr__("linter").run_checks(graph(flow_class))
+
+
+# --------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------
+
+
+def client_run(pathspec: str) -> Any:
+    """A client ``Run`` in any namespace (a sandbox's runs are its test's)."""
+    from metaflow import Run
+
+    return Run(pathspec, _namespace_check=False)
+
+
+def client_step(pathspec: str) -> Any:
+    from metaflow import Step
+
+    return Step(pathspec, _namespace_check=False)
+
+
+def client_task(pathspec: str, attempt: int | None = None) -> Any:
+    """A client ``Task``; with ``attempt``, that attempt's metadata only."""
+    from metaflow import Task
+
+    if attempt is None:
+        return Task(pathspec, _namespace_check=False)
+    return Task(pathspec, attempt=attempt, _namespace_check=False)
+
+
+@contextlib.contextmanager
+def client_pointed_at(root: str, datastore: str, cache_dir: str) -> Iterator[None]:
+    """Point Metaflow's client in this process (metadata, namespace, file
+    cache, the local datastore root) at a sandbox, and restore all of it on
+    exit. ``LocalMetadataProvider.INFO`` is a validating property; its raw
+    ``_INFO`` is saved and restored."""
+    core = __getattr__("client_core")
+    provider = __getattr__("LocalMetadataProvider")
+    storage = __getattr__("LocalStorage")
+    saved = (
+        core.current_metadata,
+        core.current_namespace,
+        core.filecache,
+        provider._INFO,
+        storage.datastore_root,
+    )
+    try:
+        core.metadata(f"local@{root}")
+        core.namespace(None)
+        core.filecache = __getattr__("FileCache")(cache_dir=cache_dir)
+        storage.datastore_root = datastore
+        yield
+    finally:
+        (
+            core.current_metadata,
+            core.current_namespace,
+            core.filecache,
+            provider._INFO,
+            storage.datastore_root,
+        ) = saved
+
+
+# --------------------------------------------------------------------------
+# Artifacts Metaflow stores for itself
+# --------------------------------------------------------------------------
+
+#: ``(next steps, foreach variable)`` of a finished task.
+TRANSITION = "_transition"
+#: The ``ForeachFrame`` list of a task inside foreach splits.
+FOREACH_STACK = "_foreach_stack"
+#: How many splits a foreach step made.
+FOREACH_NUM_SPLITS = "_foreach_num_splits"
+#: The artifact a foreach step splits over.
+FOREACH_VAR = "_foreach_var"
+
+
+def foreach_frame(*fields: Any) -> Any:
+    """``ForeachFrame(step, var, num_splits, index, value)``."""
+    return __getattr__("ForeachFrame")(*fields)
+
+
+# --------------------------------------------------------------------------
+# Messages of Metaflow's that are matched
+# --------------------------------------------------------------------------
+
+#: A step read an artifact no parent gave it.
+MISSING_ATTRIBUTE = re.compile(r"Flow \w+ has no attribute '(\w+)'")
+#: The start of the message Metaflow prints for an unpicklable artifact.
+UNPICKLABLE_PREFIX = "Cannot pickle dump artifact named"
+#: The runtime's log lines that open and close a task's part of the run's output.
+TASK_STARTS = ("Task is starting", "Task fallback is starting")
+TASK_ENDS = ("Task finished successfully.", "Task failed", "[KILLED BY ORCHESTRATOR]")
+#: The CLI's words for a Parameter without a value.
+MISSING_PARAMETER = ("Missing option", "Missing parameter")
+
+
+# --------------------------------------------------------------------------
+# Patches while a run goes on (in the flow's processes only)
+# --------------------------------------------------------------------------
+
+_ORIGINAL = "_artflow_original"
+
+
+def _wrap(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace ``owner.name`` with ``make(original)``; a second wrap replaces
+    the first (a forked task that loads a second flow), never stacks on it."""
+    current = getattr(owner, name)
+    original = getattr(current, _ORIGINAL, current)
+    wrapper = functools.wraps(original)(make(original))
+    setattr(wrapper, _ORIGINAL, original)
+    setattr(owner, name, wrapper)
+
+
+def wrap_save_artifacts(make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """``TaskDataStore.save_artifacts``, where every artifact is pickled."""
+    _wrap(__getattr__("TaskDataStore"), "save_artifacts", make)
+
+
+def rewrite_script_commands(command: Callable[[list[str]], list[str]]) -> None:
+    """Pass through ``command`` the commands of the processes Metaflow starts by
+    running the flow's script again: ``@card``'s ``card create``
+    (``CardCreator._run_command``) and an unbounded foreach's workers
+    (``CLIArgs.step_command``)."""
+
+    def run_command(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _run_command(self: Any, cmd: list[str], *args: Any, **kwargs: Any) -> Any:
+            return original(self, command(cmd), *args, **kwargs)
+
+        return _run_command
+
+    def step_command(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _step_command(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+            return command(original(self, *args, **kwargs))
+
+        return _step_command
+
+    _wrap(__getattr__("CardCreator"), "_run_command", run_command)
+    _wrap(__getattr__("CLIArgs"), "step_command", step_command)
+
+
+def install_code_package(package_class: type) -> bool:
+    """Make the CLI's ``run`` and ``resume`` build their code package with
+    ``package_class``; not when ``FEAT_ALWAYS_UPLOAD_CODE_PACKAGE`` is on (the
+    runtime then polls for the package from the start). Before Metaflow's CLI
+    is imported, which binds the class by name."""
+    if __getattr__("metaflow_config").FEAT_ALWAYS_UPLOAD_CODE_PACKAGE:
+        return False
+    __getattr__("package_module").MetaflowPackage = package_class
+    return True
+
+
+def set_runtime_popen(popen: Callable[..., Any]) -> None:
+    """Start the runtime's task processes with ``popen``: its ``subprocess``
+    module, for the runtime only, becomes one whose ``Popen`` is ``popen``."""
+    import subprocess
+    import types
+
+    proxy = types.ModuleType("subprocess", subprocess.__doc__)
+    proxy.__dict__.update(vars(subprocess))
+    proxy.Popen = popen  # type: ignore[attr-defined]
+    __getattr__("runtime").subprocess = proxy
+
+
+def repository_info(path: str) -> Any:
+    """Metaflow's git information about the flow's directory (cached per process)."""
+    return __getattr__("metaflow_git").get_repository_info(path=path)
+
+
+def answer_repository_info(answer: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace ``get_repository_info`` with ``answer(original)``; ``answer`` may
+    call ``set_repository_info`` to settle for good."""
+    git = __getattr__("metaflow_git")
+    git.get_repository_info = answer(git.get_repository_info)
+
+
+def set_repository_info(function: Callable[..., Any]) -> None:
+    __getattr__("metaflow_git").get_repository_info = function
+
+
+def call_repository_info(path: Any) -> Any:
+    return __getattr__("metaflow_git").get_repository_info(path)
+
+
+def warm_version() -> None:
+    """Metaflow's version (a ``git describe`` of its own directory, per process)."""
+    __getattr__("metaflow_version_module").get_version()
+
+
+def config_files() -> tuple[Any, Any]:
+    """The configuration files Metaflow read when it was imported."""
+    funcs = __getattr__("metaflow_config_funcs")
+    return funcs.METAFLOW_CONFIG, funcs.METAFLOW_LOCAL_CONFIG
+
+
+def read_config_files() -> tuple[Any, Any]:
+    """The configuration files Metaflow would read now (this environment)."""
+    funcs = __getattr__("metaflow_config_funcs")
+    return funcs.init_config(), funcs.init_local_config()
+
+
+def flow_context(flow_class: type) -> Any:
+    """The context in which Metaflow's CLI adds a flow's options as it is imported."""
+    return __getattr__("parameters_module").flow_context(flow_class)
+
+
+# --------------------------------------------------------------------------
+# What the fork engine needs, checked
+# --------------------------------------------------------------------------
+
+#: ``(module, attribute path, parameters it must accept)``: the names the
+#: fork server, its run processes and the launcher patch or call. A name
+#: missing, or a signature without these parameters, means Metaflow changed
+#: under the fork engine.
+FORK_ENGINE_NEEDS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("metaflow.runtime", "subprocess", ()),
+    ("metaflow.metaflow_git", "get_repository_info", ("path",)),
+    ("metaflow.metaflow_version", "get_version", ()),
+    ("metaflow.metaflow_config_funcs", "METAFLOW_CONFIG", ()),
+    ("metaflow.metaflow_config_funcs", "METAFLOW_LOCAL_CONFIG", ()),
+    ("metaflow.metaflow_config_funcs", "init_config", ()),
+    ("metaflow.metaflow_config_funcs", "init_local_config", ()),
+    ("metaflow.metaflow_config", "FEAT_ALWAYS_UPLOAD_CODE_PACKAGE", ()),
+    ("metaflow.package", "MetaflowPackage._package_and_upload", ("self",)),
+    ("metaflow.package", "MetaflowPackage.blob_with_timeout", ("self", "timeout")),
+    ("metaflow.package", "MetaflowPackage.package_sha", ("self", "timeout")),
+    ("metaflow.package", "MetaflowPackage.package_url", ("self", "timeout")),
+    ("metaflow.plugins.cards.card_creator", "CardCreator._run_command", ("self", "cmd")),
+    ("metaflow.cli_args", "CLIArgs.step_command", ("self",)),
+    ("metaflow.parameters", "flow_context", ()),
+    ("metaflow.datastore.task_datastore", "TaskDataStore.save_artifacts", ("self",)),
+    # Not ``metaflow.cli`` itself: importing it adds a flow's options, so it
+    # is imported in a flow's processes only, inside the flow's context.
+]
+
+
+def fork_engine_problems() -> list[str]:
+    """What changed in Metaflow that the fork engine needs (``[]``: nothing),
+    one entry per name: ``metaflow.runtime.subprocess is missing``."""
+    problems = []
+    for module_name, path, needed in FORK_ENGINE_NEEDS:
+        where = f"{module_name}.{path}"
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in path.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError):
+            problems.append(f"{where} is missing")
+            continue
+        if not needed:
+            continue
+        try:
+            accepted = inspect.signature(found).parameters
+        except (TypeError, ValueError):
+            continue
+        absent = [name for name in needed if name not in accepted]
+        if absent:
+            problems.append(f"{where} no longer takes {', '.join(absent)}")
+    return problems

@@ -1,0 +1,362 @@
+"""The result model: a run, its steps and tasks, read once into plain objects
+whose values stay readable after the sandbox is gone (``read.py`` fills them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ArtflowError, ArtifactReadError
+from .provenance import remember
+
+if TYPE_CHECKING:
+    from metaflow import Run
+    from metaflow.plugins.cards.card_client import Card
+
+    from ..flows import FlowRef
+    from ..sandbox import Sandbox
+
+
+class UnknownStepError(ArtflowError, KeyError):
+    """``run["nope"]``: the message lists the steps that did run."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _PartlyRead(dict):
+    """``task.artifacts`` of a task some of whose artifacts did not load: a
+    plain dict of those that did, whose missing names say why they are missing."""
+
+    def __init__(self, values: dict[str, Any], task: TaskResult) -> None:
+        super().__init__(values)
+        self._task = task
+
+    def problem(self, name: str) -> str | None:
+        """Why artifact ``name`` is missing, if it was saved and did not load."""
+        return None if name in self else self._task.read_problem(name)
+
+    def __missing__(self, name: str) -> Any:
+        problem = self.problem(name)
+        if problem is None:
+            raise KeyError(name)
+        raise ArtifactReadError(problem)
+
+
+#: What a mapping would offer; ``task.artifacts`` is the dict of every artifact.
+_MAPPING_METHODS = frozenset({"keys", "values", "items", "get"})
+
+
+class ArtifactData:
+    """``task.data.some_data``: attribute access to a task's artifacts, as
+    Metaflow's client gives it, and ``data["name"]``, ``in``, iteration over
+    the names. Not a mapping, so that every name, ``values`` or ``items`` too,
+    reads the artifact of that name."""
+
+    def __init__(
+        self, owner: str, artifacts: dict[str, Any], on_read: Callable[[str, Any], None] | None
+    ) -> None:
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_artifacts", artifacts)
+        object.__setattr__(self, "_on_read", on_read)
+
+    def __getattr__(self, name: str) -> Any:
+        artifacts = object.__getattribute__(self, "_artifacts")
+        if name.startswith("__"):
+            raise AttributeError(name)
+        problem = artifacts.problem(name) if isinstance(artifacts, _PartlyRead) else None
+        if problem is not None:
+            raise ArtifactReadError(problem)
+        if name not in artifacts:
+            known = ", ".join(sorted(artifacts)) or "none"
+            hint = (
+                f"; for a dict of every artifact use .artifacts, not .data.{name}"
+                if name in _MAPPING_METHODS
+                else ""
+            )
+            raise AttributeError(
+                f"{self._owner} has no artifact {name!r} (its artifacts: {known}){hint}"
+            )
+        value = artifacts[name]
+        if self._on_read is not None:
+            self._on_read(name, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("artifacts of a finished run are read-only")
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.__getattr__(name)
+        except ArtifactReadError:
+            raise
+        except AttributeError as exc:
+            raise KeyError(str(exc)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._artifacts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._artifacts)
+
+    def __len__(self) -> int:
+        return len(self._artifacts)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._artifacts)
+
+    def __repr__(self) -> str:
+        return f"<artifacts of {self._owner}: {', '.join(self._artifacts)}>"
+
+
+@dataclass(frozen=True)
+class CaughtException:
+    """The exception a task's ``@catch`` handled: the task finished but is not
+    successful, and the run went on (Metaflow's ``Task.finished`` without
+    ``Task.successful``). Metaflow records it as the ``_catch_exception``
+    artifact whatever ``var`` says, so it is known without a ``var`` too."""
+
+    #: ``"ValueError"``, ``"mymodule.MyError"``; ``None`` when the decorator
+    #: that handled the exception recorded none.
+    type: str | None
+    message: str
+    #: The artifact ``@catch(var=...)`` stored the exception in, if any.
+    var: str | None = None
+    traceback: str = field(default="", repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.type else self.message
+
+
+@dataclass(eq=False)
+class TaskResult:
+    """One task (one attempt of it): its artifacts, output and status."""
+
+    pathspec: str
+    step: str
+    artifacts: dict[str, Any]
+    stdout: str
+    stderr: str
+    successful: bool
+    finished: bool
+    index: int | None = None
+    attempt: int = 0
+    #: Every attempt of this task, oldest first; the last one is this one.
+    attempts: list[TaskResult] = field(default_factory=list, repr=False)
+    #: Set by single-step runs: artifacts the step created or changed.
+    changed: frozenset[str] | None = None
+    #: Set by single-step runs: the steps the transition (``self.next``) chose.
+    next_steps: list[str] | None = None
+    #: Set by single-step runs of a foreach split: how many tasks the split starts.
+    foreach_splits: int | None = None
+    #: Metaflow's record of the exception that failed the task, if any.
+    exception: Any = field(default=None, repr=False)
+    #: The task's ``@card`` cards, as ``metaflow.cards.get_cards`` lists them,
+    #: their HTML already read (``Card.get()`` needs no datastore).
+    cards: list[Card] = field(default_factory=list, repr=False)
+    #: In a resumed run (``artflow_resume``): the task of the origin run this
+    #: one was cloned from, as Metaflow's ``Task.origin_pathspec`` says it
+    #: (``"Flow/<origin run>/<step>/<task>"``); ``None`` for a task that ran.
+    origin_pathspec: str | None = None
+    #: What ``@catch`` caught in this attempt, if it caught anything.
+    caught: CaughtException | None = None
+    #: (foreach indices, task id): the order of tasks within a step. The
+    #: control task of an unbounded foreach has the index ``None``.
+    order: tuple[tuple[int | None, ...], int] = field(default=((), 0), repr=False)
+    run: FlowRun | None = field(default=None, repr=False)
+    #: The control task of an unbounded foreach (a ``@parallel`` step): the one
+    #: Metaflow's runtime started, which starts the workers.
+    control: bool = False
+    #: Artifacts this attempt saved that do not load back here: name -> the
+    #: problem (``"ModuleNotFoundError: No module named 'helpers'"``).
+    unreadable: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Why the task itself (its metadata, logs or datastore) could not be read.
+    read_error: str | None = field(default=None, repr=False)
+    #: A control task's workers, as it recorded them (``_control_mapper_tasks``).
+    workers: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.pathspec.rsplit("/", 1)[-1]
+
+    @property
+    def cloned(self) -> bool:
+        """Metaflow's resume copied this task from the origin run instead of running it."""
+        return self.origin_pathspec is not None
+
+    @property
+    def readable(self) -> bool:
+        """Everything the task saved was read back."""
+        return not self.unreadable and self.read_error is None
+
+    def read_problem(self, name: str | None = None) -> str | None:
+        """What went wrong reading artifact ``name`` (any, if ``None``), as a
+        message naming the step, the task and the problem; ``None`` if nothing did."""
+        where = f"of step {self.step!r} (task {self.pathspec})"
+        if self.read_error is not None:
+            what = f"artifact {name!r}" if name else "the task"
+            return f"{what} {where} could not be read back: {self.read_error}"
+        if name is None:
+            name = next(iter(self.unreadable), None)
+        if name is None or name not in self.unreadable:
+            return None
+        problem = self.unreadable[name]
+        return f"artifact {name!r} {where} was saved but does not load back: {problem}"
+
+    @property
+    def data(self) -> ArtifactData:
+        # Remember what a test reads, so a failing assert can show the trace.
+        on_read = partial(remember, self.run, self.step) if self.run else None
+        return ArtifactData(f"task {self.pathspec}", self.artifacts, on_read)
+
+
+@dataclass(eq=False)
+class StepResult:
+    """All tasks of one step, in foreach-index / loop-iteration order."""
+
+    name: str
+    tasks: list[TaskResult]
+
+    @property
+    def task(self) -> TaskResult:
+        if len(self.tasks) != 1:
+            raise ArtflowError(
+                f"step {self.name!r} ran {len(self.tasks)} tasks; pick one with "
+                f"run[{self.name!r}].tasks[i]"
+            )
+        return self.tasks[0]
+
+    @property
+    def data(self) -> ArtifactData:
+        return self.task.data
+
+    @property
+    def stdout(self) -> str:
+        return "".join(t.stdout for t in self.tasks)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(t.stderr for t in self.tasks)
+
+    @property
+    def successful(self) -> bool:
+        return all(t.successful for t in self.tasks)
+
+
+@dataclass
+class Failure:
+    """Why a run failed: the first failing task in graph order."""
+
+    step: str | None
+    task: str | None
+    exception_type: str | None
+    message: str
+    traceback: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    #: ``@catch`` caught the exception (in the end step, for a whole run): the
+    #: task finished and the run went on, but Metaflow counts it as not successful.
+    caught: bool = False
+
+
+@dataclass
+class ArtifactDiff:
+    """``run.diff(a, b)``: how the artifacts of one task differ from another's."""
+
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+@dataclass(eq=False)
+class FlowRun:
+    """A finished run of a flow in a sandbox."""
+
+    flow_name: str
+    run_id: str
+    successful: bool
+    step_results: dict[str, StepResult]
+    failure: Failure | None = None
+    output: str = ""
+    duration: float = 0.0
+    sandbox: Sandbox | None = field(default=None, repr=False)
+    #: The flow that ran (``artflow_step`` re-runs its steps).
+    flow: FlowRef | None = field(default=None, repr=False)
+    #: The run this one resumed (``artflow_resume``), as Metaflow's
+    #: ``Run.origin_pathspec`` says it; ``None`` for a run that was not resumed.
+    origin_pathspec: str | None = None
+    #: The end step ran to completion (``Run.finished``) and the run exited
+    #: 0: what ``python flow.py run`` counts as success. Unlike
+    #: ``successful``, an exception ``@catch`` caught in the end step keeps it.
+    finished: bool = False
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow_name}/{self.run_id}"
+
+    @property
+    def steps(self) -> list[str]:
+        return list(self.step_results)
+
+    def __getitem__(self, step: str) -> StepResult:
+        try:
+            return self.step_results[step]
+        except KeyError:
+            raise UnknownStepError(
+                f"{self.pathspec} has no step {step!r}; the steps that ran: {', '.join(self.steps)}"
+            ) from None
+
+    def __contains__(self, step: object) -> bool:
+        return step in self.step_results
+
+    def __iter__(self) -> Iterator[StepResult]:
+        return iter(self.step_results.values())
+
+    @property
+    def tasks(self) -> list[TaskResult]:
+        return [t for s in self for t in s.tasks]
+
+    @property
+    def readable(self) -> bool:
+        """Everything every task saved was read back (``TaskResult.readable``)."""
+        return all(t.readable for t in self.tasks)
+
+    @property
+    def client(self) -> Run:
+        """Metaflow's own ``Run`` object (valid while the test's sandbox is active)."""
+        from ..metaflow_seam import client_run
+
+        return client_run(self.pathspec)
+
+    def trace(self, name: str) -> dict[str, Any]:
+        """The value of artifact ``name`` at every step that has it; a step with
+        several tasks maps to the list of their values in task order."""
+        out: dict[str, Any] = {}
+        for step in self:
+            for task in step.tasks:
+                problem = task.read_problem(name) if name not in task.artifacts else None
+                if problem is not None:
+                    raise ArtifactReadError(problem)
+            values = [t.artifacts[name] for t in step.tasks if name in t.artifacts]
+            if values:
+                out[step.name] = values[0] if len(step.tasks) == 1 else values
+        return out
+
+    def diff(self, step_a: str, step_b: str) -> ArtifactDiff:
+        from ..compare import artifacts_equal
+
+        a, b = self[step_a].task.artifacts, self[step_b].task.artifacts
+        return ArtifactDiff(
+            added={k: b[k] for k in b.keys() - a.keys()},
+            removed={k: a[k] for k in a.keys() - b.keys()},
+            changed={
+                k: (a[k], b[k])
+                for k in a.keys() & b.keys()
+                if k != "name" and not artifacts_equal(a[k], b[k])
+            },
+        )
