@@ -36,7 +36,7 @@ from _pytest.pathlib import (
 )
 from _pytest.python import path_matches_patterns
 
-from . import flows, report
+from . import flows, report, snapshot
 from .engines.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
 from .errors import ArtflowError
 
@@ -331,6 +331,13 @@ class ArtflowItem(pytest.Item):
         if not (run.finished and run.readable):
             raise ArtflowItemFailed(failure_report(run))
         problems = check_expected(run, settings.expect_for(self.nodeid))
+        if snapshot.enabled(self.config):
+            from .snapshot_syrupy import check_item
+
+            exclude = snapshot.excludes_for(self.config, self.nodeid)
+            summary.snapshot, changed = check_item(self, run, exclude)
+            if changed is not None:
+                problems.append(changed)
         if problems:
             raise ArtflowItemFailed("\n".join(problems))
 
