@@ -532,6 +532,8 @@ def configure(config: Any) -> None:
             )
     wanted = enabled(config) and bool(config.getoption("artflow", False))
     try:
+        import syrupy  # noqa: F401
+
         from . import snapshot_syrupy
     except ImportError:
         if wanted:
@@ -547,6 +549,8 @@ def __getattr__(name: str) -> Any:
     # for everyone who only wants the value.
     if name in ("ArtifactExtension", "ArtifactSerializer"):
         try:
+            import syrupy  # noqa: F401
+
             from . import snapshot_syrupy
         except ImportError:
             raise ImportError(INSTALL_HINT) from None
