@@ -130,6 +130,15 @@ def test_object_without_a_readable_repr_is_its_type_and_pickle_hash() -> None:
     assert readable(NoRepr({"a"})) != shown
 
 
+def test_classes_of_a_flow_file_hash_alike_whatever_their_module_is_called_here() -> None:
+    # flows.load_file names a flow file's module after a per-process hash; the
+    # flow's own processes call it __main__.
+    made = [type("Blob", (), {"__module__": f"artflow_flow_x_{n}"}) for n in (1, 2)]
+    shown = [readable(cls()) for cls in made]
+    assert shown[0] == shown[1]
+    assert re.fullmatch(r"Blob\(pickle_sha256='[0-9a-f]{16}'\)", repr(shown[0]))
+
+
 def test_sandbox_paths_read_as_sandbox() -> None:
     assert readable(["/tmp/box/data.csv", Path("/tmp/box/x")], roots=["/tmp/box"]) == [
         "<sandbox>/data.csv",
