@@ -338,8 +338,14 @@ def test_artflow_mode_writes_compares_and_reports_unused(pytester: pytest.Pytest
     )
     assert stored.read_text() == text
 
+    # Accept the change for ArtFlow only: the deselected flows' snapshots stay.
+    updated = pytester.runpytest_subprocess("--artflow", "--snapshot-update", "-k", "ArtFlow")
+    updated.assert_outcomes(passed=1, deselected=2)
+    updated.stdout.fnmatch_lines(["*1 snapshot updated.", "PASSED art_flow.py::ArtFlow*updated"])
+    assert "'total': 10," in stored.read_text() and "# name: OtherFlow" in stored.read_text()
+
     # OtherFlow is gone: its snapshot is unused, and --snapshot-update deletes it.
-    pytester.makepyfile(art_flow=ART_FLOW)
+    pytester.makepyfile(art_flow=ART_FLOW.replace("] = 4", "] = 7"))
     unused = pytester.runpytest_subprocess("--artflow", "-n", "2")
     assert unused.ret != 0
     unused.stdout.fnmatch_lines(["*2 snapshots passed. 1 snapshot unused."])
