@@ -248,6 +248,11 @@ def test_snapshot_written_matched_changed_and_updated(pytester: pytest.Pytester)
 
     # Timestamps and seeds differ on every run; excluded or matched, they pass.
     pytester.runpytest_subprocess().assert_outcomes(passed=3)
+    # The other engine writes the very same file.
+    other = pytester.runpytest_subprocess("--artflow-engine=subprocess", "--snapshot-update")
+    other.assert_outcomes(passed=3)
+    other.stdout.fnmatch_lines(["*3 snapshots passed."])
+    assert stored.read_text() == text
 
     pytester.makepyfile(
         art_flow=ART_FLOW.replace("self.some_data[-1] = 4", "self.some_data[-1] = 5")
