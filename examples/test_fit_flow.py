@@ -12,10 +12,8 @@ from examples.fit_flow import FitFlow
 
 def test_what_every_step_produces(artflow_run, snapshot):
     run = artflow_run(FitFlow)
+    # The timestamp differs on every run: left out here...
     assert run.snapshot() == snapshot(exclude=props("trained_at"))
-
-
-def test_the_timestamp_is_a_datetime(artflow_run, snapshot):
-    run = artflow_run(FitFlow)
+    # ...and here only its type is recorded.
     matcher = path_type({r".*\.trained_at": (datetime.datetime,)}, regex=True)
     assert run["start"].snapshot() == snapshot(matcher=matcher)
