@@ -22,6 +22,7 @@ import decimal
 import enum
 import fnmatch
 import fractions
+import functools
 import hashlib
 import pathlib
 import pickle
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Arrays and tables with at most this many elements are written in full.
 FULL_LIMIT = 100
+#: Longer bytes are written as their length, a hash and their first bytes.
+BYTES_LIMIT = 1024
 #: Elements shown from each end of a larger array or column.
 PREVIEW = 3
 #: What a path of the run's sandbox reads as in a snapshot.
@@ -144,7 +147,6 @@ class _Readable:
         # Longest first: a root inside another is replaced after it.
         self.roots = sorted({r for r in roots if r}, key=len, reverse=True)
         self.active: set[int] = set()
-        self.records: dict[type, type] = {}
 
     def scrub(self, text: str) -> str:
         for root in self.roots:
@@ -162,6 +164,12 @@ class _Readable:
             table = self.pandas(value)
             if table is not None:
                 return table
+        if isinstance(value, (bytes, bytearray)) and len(value) > BYTES_LIMIT:
+            digest = hashlib.sha256(value).hexdigest()[:16]
+            head = bytes(value[: PREVIEW * 8])
+            return Shown(
+                f"{type(value).__name__}(length={len(value)}, sha256={digest!r}, head={head!r})"
+            )
         if isinstance(value, _PLAIN):
             return value
         if isinstance(value, type):
@@ -204,11 +212,7 @@ class _Readable:
 
     def record(self, cls: type, values: dict[str, Any]) -> Any:
         """A dataclass of the same name and fields holding readable values."""
-        stand_in = self.records.get(cls)
-        if stand_in is None:
-            stand_in = dataclasses.make_dataclass(cls.__name__, list(values), frozen=True)
-            self.records[cls] = stand_in
-        return stand_in(**values)
+        return _record_class(cls.__name__, tuple(values))(**values)
 
     def other(self, value: Any) -> Any:
         cls = type(value)
@@ -297,6 +301,13 @@ class _Readable:
 
     def column(self, values: Any) -> str:
         return repr(self.convert(list(values.tolist()), 1))
+
+
+@functools.cache
+def _record_class(name: str, fields: tuple[str, ...]) -> type:
+    """One stand-in class per dataclass shape, so that two snapshots of the
+    same values compare equal."""
+    return dataclasses.make_dataclass(name, list(fields), frozen=True)
 
 
 def _array_hash(np: Any, array: Any) -> str:

@@ -122,6 +122,19 @@ def test_container_with_an_array_is_rebuilt_readably() -> None:
     assert "Holder(" in amber(value) and "label='w'" in amber(value)
 
 
+def test_long_bytes_are_a_length_and_a_hash() -> None:
+    text = repr(readable(b"ab" * 5000))
+    assert text.startswith("bytes(length=10000, sha256='") and text.endswith(
+        "head=b'" + "ab" * 12 + "')"
+    )
+    assert readable(b"short") == b"short"
+
+
+def test_snapshots_of_equal_values_are_equal() -> None:
+    assert readable(Holder(np.zeros(200), "w")) == readable(Holder(np.zeros(200), "w"))
+    assert readable(Holder(np.zeros(200), "w")) != readable(Holder(np.ones(200), "w"))
+
+
 def test_object_without_a_readable_repr_is_its_type_and_pickle_hash() -> None:
     shown = readable(NoRepr({"a", "b", "c"}))
     assert isinstance(shown, OpaqueValue)
