@@ -60,6 +60,13 @@ class TimedFlow(FlowSpec):
 """
 
 
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sessions these tests start are not workers of this one's xdist run:
+    syrupy takes ``PYTEST_XDIST_WORKER`` to mean it is, and then reports nothing."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
 def amber(value: object) -> str:
     return AmberDataSerializer.serialize(value)
 
