@@ -398,3 +398,12 @@ def test_without_syrupy_the_snapshot_options_say_what_to_install(
         snapshot.ArtifactExtension  # noqa: B018
     # The value itself needs no syrupy.
     assert isinstance(readable(np.ones(2)), ArrayValue)
+
+
+def test_malformed_exclude_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nartflow_snapshot_exclude =\n    art_flow.py::ArtFlow\n")
+    result = pytester.runpytest("--artflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*artflow_snapshot_exclude: 'art_flow.py::ArtFlow': expected *<step>.<artifact>*"]
+    )
