@@ -407,3 +407,22 @@ def test_malformed_exclude_line_is_a_usage_error(pytester: pytest.Pytester) -> N
     result.stderr.fnmatch_lines(
         ["*artflow_snapshot_exclude: 'art_flow.py::ArtFlow': expected *<step>.<artifact>*"]
     )
+
+
+def test_flow_snapshots_are_not_unused_in_sessions_that_do_not_check_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        art_flow=ART_FLOW, test_value="def test_value(snapshot):\n    assert 1 == snapshot\n"
+    )
+    written = pytester.runpytest_subprocess("--artflow", "--artflow-snapshot", "--snapshot-update")
+    written.assert_outcomes(passed=2)
+    flow_snapshot = pytester.path / "__snapshots__" / "art_flow.ambr"
+    assert flow_snapshot.is_file()
+    for args, passed in (((), 1), ((".",), 1), (("--artflow",), 2)):
+        result = pytester.runpytest_subprocess(*args)
+        result.assert_outcomes(passed=passed)
+        result.stdout.fnmatch_lines(["*1 snapshot passed."])
+        assert "snapshot unused" not in result.stdout.str() and result.ret == 0
+    pytester.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=1)
+    assert flow_snapshot.is_file()
