@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from . import collect, hookspecs, session, validate
+from . import collect, hookspecs, session, snapshot, validate
 from .collect import report
 from .engines import EngineSet
 from .inflow.remote import RUN_LOCALLY_DEFAULT
@@ -85,6 +85,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    group.addoption(
+        "--artflow-snapshot",
+        dest="artflow_snapshot",
+        action="store_true",
+        default=False,
+        help="with --artflow: compare every flow's artifacts with its snapshot in "
+        "__snapshots__/ beside the flow (syrupy; --snapshot-update writes them). "
+        "Ini: artflow_snapshot, artflow_snapshot_exclude.",
+    )
+    parser.addini(
+        "artflow_snapshot",
+        "with --artflow: compare every flow's artifacts with its snapshot (syrupy)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "artflow_snapshot_exclude",
+        "artifacts left out of --artflow snapshots, one flow a line: "
+        "'<file.py::FlowClass> <step>.<artifact> ...' (* and ? allowed)",
+        type="linelist",
+        default=[],
+    )
     parser.addini(
         "artflow_run_locally",
         "Metaflow decorators removed from flows so their steps run on this machine with "
@@ -111,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session.set_config(config)
     if collect.enabled(config):
         collect.configure(config)
+    snapshot.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

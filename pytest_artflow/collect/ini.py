@@ -124,3 +124,15 @@ def check_expected(run: FlowRun, entries: list[Entry]) -> list[str]:
             ]
             problems.append("\n".join(lines))
     return problems
+
+
+def snapshot_excludes_for(config: pytest.Config, nodeid: str) -> list[str]:
+    """The ``step.artifact`` patterns of ``artflow_snapshot_exclude`` lines
+    whose flow pattern matches ``nodeid``."""
+    patterns = []
+    for line in config.getini("artflow_snapshot_exclude"):
+        pattern, _, targets = line.strip().partition(" ")
+        entry = Entry(pattern, targets, None, line.strip())
+        if entry.matches(nodeid):
+            patterns += targets.replace(",", " ").split()
+    return patterns

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .. import flows
+from .. import flows, snapshot
 from ..errors import ArtflowError
 from ..inflow.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
 from ..metaflow_seam import MISSING_PARAMETER, step_functions
 from ..settings import ini_key
 from .files import _is_test_module, is_flow_file, load_module
-from .ini import check_expected, enabled
+from .ini import check_expected, enabled, snapshot_excludes_for
 from .report import FlowSummary, inspect_lines, record, summarize, tail
 
 if TYPE_CHECKING:
@@ -164,6 +164,13 @@ class ArtflowItem(pytest.Item):
         if not (run.finished and run.readable):
             raise ArtflowItemFailed(failure_report(run))
         problems = check_expected(run, settings.expect_for(self.nodeid))
+        if snapshot.enabled(self.config):
+            from ..snapshot.extension import check_item
+
+            exclude = snapshot_excludes_for(self.config, self.nodeid)
+            summary.snapshot, changed = check_item(self, run, exclude)
+            if changed is not None:
+                problems.append(changed)
         if problems:
             raise ArtflowItemFailed("\n".join(problems))
 

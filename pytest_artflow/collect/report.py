@@ -79,6 +79,9 @@ class FlowSummary:
     #: ``"@batch on start"``: decorators removed so the step ran here.
     run_locally: list[str] = field(default_factory=list)
     sandbox: str | None = None
+    #: ``--artflow-snapshot``: "matched", "written", "updated", "missing" or
+    #: "changed: <step.artifact> ...".
+    snapshot: str | None = None
 
     def note_caught(self, step: str, task_id: str, exception: str, var: str | None) -> None:
         """Record what ``@catch`` caught in a task of ``step``, on one line
@@ -126,6 +129,8 @@ class FlowSummary:
             props.append((PREFIX + "run_locally", "; ".join(self.run_locally)))
         if self.sandbox:
             props.append((PREFIX + "sandbox", self.sandbox))
+        if self.snapshot:
+            props.append((PREFIX + "snapshot", self.snapshot))
         return props
 
     @classmethod
@@ -167,6 +172,7 @@ class FlowSummary:
             failed_step=values.get(PREFIX + "failed_step"),
             run_locally=run_locally.split("; ") if run_locally else [],
             sandbox=values.get(PREFIX + "sandbox"),
+            snapshot=values.get(PREFIX + "snapshot"),
         )
 
 
@@ -257,6 +263,8 @@ def flow_line(outcome: str, nodeid: str, summary: FlowSummary) -> str:
     )
     if summary.failed_step:
         line += f", failed in step {summary.failed_step!r}"
+    if summary.snapshot:
+        line += f", snapshot {summary.snapshot}"
     return line
 
 

@@ -3,7 +3,7 @@ whose values stay readable after the sandbox is gone (``read.py`` fills them).""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ..flows import FlowRef
     from ..sandbox import Sandbox
+    from ..snapshot import RunSnapshot, StepSnapshot, TaskSnapshot
 
 
 class UnknownStepError(ArtflowError, KeyError):
@@ -205,6 +206,14 @@ class TaskResult:
         problem = self.unreadable[name]
         return f"artifact {name!r} {where} was saved but does not load back: {problem}"
 
+    def snapshot(self, *, exclude: Iterable[str] = ()) -> TaskSnapshot:
+        """Every artifact of the task by name, as a deterministic value for
+        ``assert task.snapshot() == snapshot`` (syrupy); ``exclude`` names
+        ``step.artifact`` patterns to leave out."""
+        from ..snapshot import task_snapshot
+
+        return task_snapshot(self, exclude)
+
     @property
     def data(self) -> ArtifactData:
         # Remember what a test reads, so a failing assert can show the trace.
@@ -243,6 +252,12 @@ class StepResult:
     @property
     def successful(self) -> bool:
         return all(t.successful for t in self.tasks)
+
+    def snapshot(self, *, exclude: Iterable[str] = ()) -> StepSnapshot:
+        """The step's tasks' snapshots in index order (``TaskResult.snapshot``)."""
+        from ..snapshot import step_snapshot
+
+        return step_snapshot(self, exclude)
 
 
 @dataclass
@@ -346,6 +361,17 @@ class FlowRun:
             if values:
                 out[step.name] = values[0] if len(step.tasks) == 1 else values
         return out
+
+    def snapshot(self, *, exclude: Iterable[str] = ()) -> RunSnapshot:
+        """What the run produced, as a deterministic value for ``assert
+        run.snapshot() == snapshot`` (syrupy): steps in graph order, their
+        tasks in index order, each task's artifacts by name; without run and
+        task ids, timestamps or sandbox paths. ``exclude`` names
+        ``step.artifact`` patterns to leave out (``"train.started_at"``,
+        ``"*.seed"``)."""
+        from ..snapshot import run_snapshot
+
+        return run_snapshot(self, exclude)
 
     def diff(self, step_a: str, step_b: str) -> ArtifactDiff:
         from ..compare import artifacts_equal
