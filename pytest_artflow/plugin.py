@@ -100,13 +100,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="fork" if hasattr(os, "fork") else "subprocess",
     )
     parser.addini("artflow_timeout", "default timeout of a flow run, in seconds", default="")
+    group.addoption(
+        "--artflow-datastore",
+        dest="artflow_datastore",
+        choices=("local", "s3"),
+        default=None,
+        help="where runs keep their datastore: 'local' (the sandbox, default) or 's3' (the "
+        "test's bucket on a local S3 test server; needs pytest-artflow[s3]). "
+        "Ini: artflow_datastore.",
+    )
+    group.addoption(
+        "--artflow-s3-endpoint",
+        dest="artflow_s3_endpoint",
+        default=None,
+        metavar="URL",
+        help="use this S3-compatible server (http://host:port/bucket[/prefix]) instead of "
+        "starting one; credentials come from the environment, each test gets a prefix.",
+    )
+    parser.addini("artflow_datastore", "default datastore of flow runs: local or s3", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "artflow(engine=None, timeout=None, env=None): defaults for the flow runs of this "
-        "test (engine name, timeout in seconds, extra environment variables).",
+        "artflow(engine=None, timeout=None, env=None, datastore=None): defaults for the flow "
+        "runs of this test (engine name, timeout in seconds, extra environment variables, "
+        "'local' or 's3').",
     )
     config.stash[engines_key] = EngineSet(config.hook)
     registry.set_config(config)
@@ -174,12 +193,14 @@ def _defaults(config: pytest.Config, node: pytest.Item | None = None) -> RunDefa
         engine=config.option.artflow_engine or config.getini("artflow_engine"),
         timeout=timeout,
         env=collect.run_locally_env(config),
+        datastore=config.option.artflow_datastore or config.getini("artflow_datastore") or "local",
     )
     marker = node.get_closest_marker("artflow") if node is not None else None
     if marker is not None:
         defaults.engine = marker.kwargs.get("engine", defaults.engine)
         defaults.timeout = marker.kwargs.get("timeout", defaults.timeout)
         defaults.env.update(marker.kwargs.get("env") or {})
+        defaults.datastore = marker.kwargs.get("datastore", defaults.datastore)
     return defaults
 
 
@@ -197,11 +218,16 @@ def artflow_sandbox(
             yield sandbox
     finally:
         explain.forget()
-        keep = request.config.option.artflow_keep
-        reports = request.node.stash.get(reports_key, {})
-        failed = any(r.failed for r in reports.values())
-        if keep == "never" or (keep == "failed" and not failed):
+        if not _kept(request):
             shutil.rmtree(sandbox.root, ignore_errors=True)
+
+
+def _kept(request: pytest.FixtureRequest) -> bool:
+    """Whether ``--artflow-keep`` keeps the test's sandbox (and S3 area)."""
+    keep = request.config.option.artflow_keep
+    reports = request.node.stash.get(reports_key, {})
+    failed = any(r.failed for r in reports.values())
+    return keep == "always" or (keep == "failed" and failed)
 
 
 @pytest.fixture
@@ -214,7 +240,30 @@ def artflow_run(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Art
         hook=config.hook,
         defaults=_defaults(config, request.node),
         search_dirs=[Path(request.path).parent, config.rootpath, config.invocation_params.dir],
+        s3_area=lambda: request.getfixturevalue("artflow_s3"),
     )
+
+
+@pytest.fixture
+def artflow_s3(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Iterator[Any]:
+    """A bucket (or prefix) of the S3 test server that only this test uses:
+    ``artflow_s3.put("raw/data.csv", b"...")``; every run of the test, and
+    Metaflow's S3 client here, reach that server and nothing else."""
+    from . import s3
+
+    area = s3.server(request.config.option.artflow_s3_endpoint).new_area(request.node.name)
+    artflow_sandbox.s3 = area
+    (artflow_sandbox.root / "S3.txt").write_text(area.describe() + "\n")
+    try:
+        with area.scope():
+            yield area
+    finally:
+        artflow_sandbox.s3 = None
+        if _kept(request):
+            # The sandbox is kept: so is what the test stored in S3.
+            request.node.add_report_section("teardown", "artflow s3", area.describe())
+        else:
+            area.remove()
 
 
 @pytest.fixture
