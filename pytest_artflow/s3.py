@@ -108,6 +108,12 @@ class S3Server:
         from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        class _QuietHandler(MotoRequestHandler):
+            """No log record per request: they would fill every failing test's report."""
+
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
         # What ``ThreadedMotoServer`` does, with the port chosen by the system
         # and a bind error raised here, not lost in the server's thread.
         try:
@@ -116,7 +122,7 @@ class S3Server:
                 0,
                 DomainDispatcherApplication(create_backend_app),
                 threaded=True,
-                request_handler=MotoRequestHandler,
+                request_handler=_QuietHandler,
             )
         except OSError as exc:
             raise S3Unavailable(
@@ -187,9 +193,19 @@ class S3Server:
     def client(self) -> Any:
         """A boto3 S3 client of this server, whatever this process's environment says."""
         import boto3
+        import botocore.session
         from botocore.config import Config
 
+        # Nothing from the environment (a profile, config files) applies.
+        core = botocore.session.Session(
+            session_vars={
+                "profile": (None, None, None, None),
+                "config_file": (None, None, os.devnull, None),
+                "credentials_file": (None, None, os.devnull, None),
+            }
+        )
         return boto3.session.Session(
+            botocore_session=core,
             aws_access_key_id=self.credentials.get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=self.credentials.get("AWS_SECRET_ACCESS_KEY"),
             aws_session_token=self.credentials.get("AWS_SESSION_TOKEN"),
