@@ -7,6 +7,7 @@ first time a test asks for a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -251,19 +252,16 @@ def artflow_s3(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Iter
     Metaflow's S3 client here, reach that server and nothing else."""
     from . import s3
 
-    area = s3.server(request.config.option.artflow_s3_endpoint).new_area(request.node.name)
-    artflow_sandbox.s3 = area
-    (artflow_sandbox.root / "S3.txt").write_text(area.describe() + "\n")
-    try:
-        with area.scope():
-            yield area
-    finally:
-        artflow_sandbox.s3 = None
-        if _kept(request):
-            # The sandbox is kept: so is what the test stored in S3.
-            request.node.add_report_section("teardown", "artflow s3", area.describe())
-        else:
-            area.remove()
+    with contextlib.ExitStack() as stack:
+        area = s3.open_area(
+            artflow_sandbox, request.node.name, request.config.option.artflow_s3_endpoint, stack
+        )
+        yield area
+    if _kept(request):
+        # The sandbox is kept: so is what the test stored in S3.
+        request.node.add_report_section("teardown", "artflow s3", area.describe())
+    else:
+        area.remove()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ with the credentials of the environment, isolated by prefix.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import itertools
 import os
 import re
@@ -116,17 +118,21 @@ class S3Server:
 
         # What ``ThreadedMotoServer`` does, with the port chosen by the system
         # and a bind error raised here, not lost in the server's thread.
+        said = io.StringIO()
         try:
-            http = make_server(
-                host,
-                0,
-                DomainDispatcherApplication(create_backend_app),
-                threaded=True,
-                request_handler=_QuietHandler,
-            )
-        except OSError as exc:
+            # werkzeug prints why it cannot bind, then exits.
+            with contextlib.redirect_stderr(said):
+                http = make_server(
+                    host,
+                    0,
+                    DomainDispatcherApplication(create_backend_app),
+                    threaded=True,
+                    request_handler=_QuietHandler,
+                )
+        except (OSError, SystemExit) as exc:
+            why = " ".join(said.getvalue().split()) or str(exc)
             raise S3Unavailable(
-                f"the S3 test server (moto) cannot listen on {host}: {exc}"
+                f"the S3 test server (moto) cannot listen on {host}: {why}"
             ) from None
         port = http.server_address[1]
         server = cls(
@@ -402,10 +408,21 @@ class S3Area:
 
     def describe(self) -> str:
         """For a kept sandbox: where the test's S3 data is and how to open it."""
-        return (
-            f"S3: {self.url()} on {self.endpoint} (gone with this process when it is the "
-            f"local test server); open it with METAFLOW_S3_ENDPOINT_URL={self.endpoint} "
-            f"METAFLOW_DATASTORE_SYSROOT_S3={self.datastore_root} and Metaflow's client"
+        gone = (
+            " (the local test server's data ends with the pytest process; keep it on a "
+            "server of your own with --artflow-s3-endpoint)"
+            if self.server.local
+            else ""
+        )
+        return "\n".join(
+            [
+                f"S3: bucket {self.bucket!r}, prefix {self.prefix!r} ({self.url()}) "
+                f"on {self.endpoint}{gone}",
+                "open runs whose datastore is there with Metaflow's client after setting "
+                f"METAFLOW_S3_ENDPOINT_URL={self.endpoint} "
+                f"METAFLOW_DATASTORE_SYSROOT_S3={self.datastore_root} (and credentials of "
+                "the endpoint) before importing metaflow",
+            ]
         )
 
     def remove(self) -> None:
@@ -418,3 +435,42 @@ class S3Area:
             )
         if self.server.local:
             self.client.delete_bucket(Bucket=self.bucket)
+
+
+def open_area(
+    sandbox: Any, label: str, endpoint: str | None, stack: contextlib.ExitStack
+) -> S3Area:
+    """Give ``sandbox`` a new area (its runs reach it; so does this process's
+    Metaflow client until ``stack`` closes) and note it in the sandbox, for
+    whoever opens a kept one."""
+    area = server(endpoint).new_area(label)
+    sandbox.s3 = area
+    (sandbox.root / "S3.txt").write_text(area.describe() + "\n")
+    stack.callback(setattr, sandbox, "s3", None)
+    stack.enter_context(area.scope())
+    return area
+
+
+_roundtrip_stores: dict[tuple[int, str | None], tuple[S3Area, Any]] = {}
+
+
+@contextmanager
+def roundtrip_datastore(flow_name: str) -> Iterator[Any]:
+    """A ``FlowDataStore`` on ``S3Storage`` in this process's round-trip area
+    of the S3 test server, with Metaflow's S3 client pointed there meanwhile
+    (``roundtrip(obj, datastore="s3")`` needs no fixture: it works in ``@given``)."""
+    from . import registry
+
+    config = registry.config()
+    endpoint = config.option.artflow_s3_endpoint if config is not None else None
+    key = (os.getpid(), endpoint)
+    if key not in _roundtrip_stores:
+        from metaflow.datastore import FlowDataStore
+        from metaflow.plugins.datastores.s3_storage import S3Storage
+
+        area = server(endpoint).new_area("roundtrip")
+        store = FlowDataStore(flow_name, storage_impl=S3Storage, ds_root=area.datastore_root)
+        _roundtrip_stores[key] = (area, store)
+    area, store = _roundtrip_stores[key]
+    with area.scope():
+        yield store

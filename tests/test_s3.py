@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,138 @@ def test_the_pytest_process_sees_the_server_only_during_the_test(pytester):
         pytester._monkeypatch.setenv(name, value)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_roundtrip_through_s3_storage():
+    from pytest_artflow.serialization import assert_roundtrip, roundtrip
+
+    value = {"a": [1, 2.5, None], "b": b"\x00\xff" * 1000, "c": {"x", "y"}}
+    assert roundtrip(value, datastore="s3") == value
+    assert assert_roundtrip([value, value], datastore="s3")[0] == value
+    # The value went through S3: the server holds its content-addressed blob.
+    area, _ = next(v for k, v in s3._roundtrip_stores.items() if k[0] == os.getpid())
+    assert area.keys("metaflow/ArtflowRoundtrip/data/")
+
+
+MISSING_KEY_FLOW = """
+from metaflow import S3, FlowSpec, Parameter, step
+
+
+class MissingKeyFlow(FlowSpec):
+    root = Parameter("root")
+
+    @step
+    def start(self):
+        with S3(s3root=self.root) as s3:
+            self.text = s3.get("absent.csv").text
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_missing_key_fails_the_step_with_metaflows_error(
+    artflow_run, artflow_s3, tmp_path, engine
+):
+    from pytest_artflow import FlowRunFailed
+
+    flow_file = tmp_path / "missing_key_flow.py"
+    flow_file.write_text(MISSING_KEY_FLOW)
+    with pytest.raises(FlowRunFailed) as failed:
+        artflow_run(flow_file, engine=engine, datastore="s3", root=artflow_s3.url("raw/"))
+    message = str(failed.value)
+    assert "in step 'start'" in message
+    assert "MetaflowS3NotFound" in message
+    assert artflow_s3.url("raw/absent.csv") in message
+
+
+def test_an_endpoint_that_does_not_answer_is_named(pytester):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    pytester.makepyfile("def test_it(artflow_s3):\n    pass\n")
+    result = pytester.runpytest_subprocess(f"--artflow-s3-endpoint=http://127.0.0.1:{port}/b")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*S3Unavailable: the S3 endpoint http://127.0.0.1:{port} does not answer after*"]
+    )
+
+
+def test_a_server_that_cannot_listen_is_named():
+    # 192.0.2.1 is a documentation address (RFC 5737): no interface has it.
+    with pytest.raises(s3.S3Unavailable, match=r"cannot listen on 192\.0\.2\.1"):
+        s3.S3Server.start_local(host="192.0.2.1")
+
+
+def test_without_the_extra_one_line_says_what_to_install(pytester):
+    pytester.makeconftest(
+        "import sys\nsys.modules['moto'] = None\nsys.modules['moto.server'] = None\n"
+    )
+    pytester.makepyfile(
+        """
+        def test_fixture(artflow_s3):
+            pass
+
+        def test_datastore(artflow_run):
+            artflow_run("flow.py", datastore="s3")
+
+        def test_roundtrip():
+            from pytest_artflow.serialization import roundtrip
+            roundtrip(1, datastore="s3")
+
+        def test_local_still_works(artflow_run):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, failed=2, errors=1)
+    hint = 'S3Unavailable: S3 testing needs the s3 extra: pip install "pytest-artflow[s3]"'
+    said = [line for line in result.stdout.lines if line.startswith("E ") and hint in line]
+    assert len(said) == 3  # the fixture, datastore="s3", roundtrip(datastore="s3")
+
+
+def test_every_flow_of_artflow_runs_on_s3(pytester, tmp_path):
+    pytester.copy_example(str(FLOWS / "linear_flow.py"))
+    basetemp = tmp_path / "basetemp"
+    result = pytester.runpytest_subprocess(
+        "--artflow", "--artflow-datastore=s3", "--artflow-keep=always", f"--basetemp={basetemp}"
+    )
+    result.assert_outcomes(passed=1)
+    [note] = basetemp.glob("*0/S3.txt")
+    # The kept sandbox names the bucket and prefix and says how to open it.
+    assert "S3: bucket 'artflow-" in note.read_text()
+    assert "METAFLOW_DATASTORE_SYSROOT_S3=s3://artflow-" in note.read_text()
+    # Metadata stayed in the sandbox; the artifacts went to S3.
+    sandbox = note.parent
+    assert list(sandbox.glob(".metaflow/LinearFlow/*/end/*/_meta"))
+    assert not (sandbox / ".metaflow" / "LinearFlow" / "data").exists()
+
+
+@pytest.mark.artflow(datastore="s3")
+def test_the_marker_sets_the_datastore(artflow_run, artflow_s3):
+    run = artflow_run(FLOWS / "linear_flow.py")
+    assert run["end"].data.summary == "héllo ✓: 10"
+    assert artflow_s3.keys(f"metaflow/LinearFlow/{run.run_id}/end/")
+
+
+def test_two_tests_never_see_each_others_keys(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_private(artflow_s3, n):
+            assert artflow_s3.keys() == []
+            artflow_s3.put(f"mine-{n}", b"x")
+            assert artflow_s3.keys() == [f"mine-{n}"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=4)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=4)
