@@ -106,6 +106,9 @@ class StepJob:
     report: str
     stdout: str
     stderr: str
+    #: Metaflow's datastore type (``DataStoreStorage.TYPE``) of ``root``, and of ``origin_root``.
+    storage: str = "local"
+    origin_storage: str = "local"
 
 
 # --------------------------------------------------------------------------
@@ -122,12 +125,15 @@ def prepare_job(job_file: str, flow_class: type, entrypoint: list[str]) -> None:
         _run_init(flow_class, job.init_args, entrypoint)
 
     from metaflow.datastore import FlowDataStore
-    from metaflow.plugins.datastores.local_storage import LocalStorage
+    from metaflow.plugins import DATASTORES
 
+    storage = {impl.TYPE: impl for impl in DATASTORES}
     # Datastores with explicit roots: nothing global (LocalStorage.datastore_root) changes.
-    store = FlowDataStore(job.flow_name, storage_impl=LocalStorage, ds_root=job.root)
+    store = FlowDataStore(job.flow_name, storage_impl=storage[job.storage], ds_root=job.root)
     origin = (
-        FlowDataStore(job.flow_name, storage_impl=LocalStorage, ds_root=job.origin_root)
+        FlowDataStore(
+            job.flow_name, storage_impl=storage[job.origin_storage], ds_root=job.origin_root
+        )
         if job.origin_root
         else None
     )
@@ -308,6 +314,7 @@ class ArtflowStep:
         engine: str | None = None,
         timeout: float | None = None,
         params: Mapping[str, Any] | None = None,
+        datastore: str | None = None,
         **parameters: Any,
     ) -> TaskResult:
         """Run ``step`` of ``flow_or_run`` (a flow as ``artflow_run`` takes it,
@@ -319,7 +326,9 @@ class ArtflowStep:
         {artifact: value}}``, a foreach join a list of ``{artifact: value}``,
         one per split. ``input``: what ``self.input`` returns in a foreach;
         ``index``: its position (default 0), or a tuple of positions, outermost
-        first, in nested foreaches. Keyword arguments are Parameter values.
+        first, in nested foreaches. ``datastore="s3"``: the step's inputs and
+        what it stores live in the test's S3 area. Keyword arguments are
+        Parameter values.
         """
         from .result import FlowRun
 
@@ -331,13 +340,14 @@ class ArtflowStep:
             engine=engine,
             timeout=timeout,
             params=params,
+            datastore=datastore,
             **parameters,
         )
         node = _node(config.flow, step)
         shaper = _Shaper(config.flow, node, input, index)
         plan = shaper.from_scratch(inputs) if origin is None else shaper.rerun(origin, inputs)
         scratch = self._scratch()
-        run_job = self._job(config, node.name, plan, scratch, rerun=origin is not None)
+        run_job = self._job(config, node.name, plan, scratch, origin=origin)
         outcome = self.runner.engines.get(config.engine).run(run_job)
         return self._result(config, node.name, scratch, plan, outcome, check)
 
@@ -351,12 +361,17 @@ class ArtflowStep:
                 continue
             return scratch
 
-    def _job(self, config: RunConfig, step: str, plan: _Plan, scratch: Path, rerun: bool) -> RunJob:
+    def _job(self, config: RunConfig, step: str, plan: _Plan, scratch: Path, origin: Any) -> RunJob:
         """Metaflow's ``step`` command for the step, in the scratch datastore,
         with the ``StepJob`` that prepares its inputs beside it."""
         flow, run_id = config.flow, _run_id(scratch)
+        rerun = origin is not None
         root = str(scratch / ".metaflow")
-        top = ["--quiet", "--metadata", "local", "--datastore", "local", "--datastore-root", root]
+        if config.datastore == "s3":
+            assert self.runner.sandbox.s3 is not None
+            root = f"{self.runner.sandbox.s3.datastore_root}/steps/{scratch.name}"
+        top = ["--quiet", "--metadata", "local", "--datastore", config.datastore]
+        top += ["--datastore-root", root]
         top += flow.config_args(config.config, config.config_value, self.runner.search_dirs)
         init = ["--no-pylint", *top, "init", "--run-id", run_id, "--task-id", PARAMS_TASK]
         job = StepJob(
@@ -375,7 +390,10 @@ class ArtflowStep:
             report=str(scratch / "parents.json"),
             stdout=str(scratch / "stdout.txt"),
             stderr=str(scratch / "stderr.txt"),
+            storage=config.datastore,
         )
+        if rerun:
+            job.origin_storage, job.origin_root = _datastore_of(origin)
         job_file = scratch / "job.pickle"
         job_file.write_bytes(pickle.dumps(job))
 
@@ -494,6 +512,16 @@ def _input_steps(flow: FlowRef, run_id: str, plan: _Plan) -> dict[str, StepResul
             )
             steps.setdefault(parent.step, StepResult(parent.step, [])).tasks.append(task)
     return steps
+
+
+def _datastore_of(run: FlowRun) -> tuple[str, str]:
+    """The datastore type and root a run's tasks wrote to, as their metadata says."""
+    for step in run.client:
+        for task in step:
+            meta = task.metadata_dict
+            if meta.get("ds-type") and meta.get("ds-root"):
+                return meta["ds-type"], meta["ds-root"]
+    raise ArtflowError(f"{run.pathspec} has no task that says where it stored its artifacts")
 
 
 def _run_id(scratch: Path) -> str:

@@ -262,3 +262,24 @@ def test_two_tests_never_see_each_others_keys(pytester):
     result.assert_outcomes(passed=4)
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=4)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_step_on_s3_from_scratch_and_rerun(artflow_run, artflow_step, artflow_s3, engine):
+    artflow_s3.put("in/input.csv", b"p\nq")
+    root = artflow_s3.url("in/")
+    task = artflow_step(FLOWS / "s3_flow.py", "start", engine=engine, datastore="s3", root=root)
+    assert task.data.lines == ["p", "q"]
+    assert task.next_steps == ["part"]
+    assert artflow_s3.keys("metaflow/steps/")  # the step's datastore is in the area
+
+    run = artflow_run(FLOWS / "s3_flow.py", engine=engine, datastore="s3", root=root)
+    again = artflow_step(
+        run,
+        "join",
+        engine=engine,
+        datastore="s3",
+        inputs=[{"url": u} for u in run["join"].data.urls],
+    )
+    assert again.data.parts == ["P", "Q"]
+    assert artflow_s3.get("in/output.txt") == b"P\nQ"
