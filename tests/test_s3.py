@@ -283,3 +283,29 @@ def test_one_step_on_s3_from_scratch_and_rerun(artflow_run, artflow_step, artflo
     )
     assert again.data.parts == ["P", "Q"]
     assert artflow_s3.get("in/output.txt") == b"P\nQ"
+
+
+class WhereFlow(FlowSpec):
+    """Records where its task stores its artifacts."""
+
+    @step
+    def start(self):
+        self.where = [self._datastore.TYPE, self._datastore._storage_impl.datastore_root]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+def test_run_flow_on_s3_leaves_nothing_behind():
+    from pytest_artflow import run_flow
+
+    client = s3.server().client()
+    buckets = {b["Name"] for b in client.list_buckets()["Buckets"]}
+    run = run_flow(WhereFlow, datastore="s3")
+    kind, root = run["start"].data.where
+    assert kind == "s3"
+    assert root.startswith("s3://artflow-")
+    # The call's bucket held the run's datastore, and is gone with its sandbox.
+    assert {b["Name"] for b in client.list_buckets()["Buckets"]} == buckets
