@@ -309,3 +309,18 @@ def test_run_flow_on_s3_leaves_nothing_behind():
     assert root.startswith("s3://artflow-")
     # The call's bucket held the run's datastore, and is gone with its sandbox.
     assert {b["Name"] for b in client.list_buckets()["Buckets"]} == buckets
+
+
+@pytest.mark.parametrize("flow", ["linear_flow.py", "card_flow.py", "failing_flow.py"])
+def test_results_on_s3_are_those_of_the_local_datastore(
+    artflow_run, artflow_sandbox, artflow_s3, flow
+):
+    from test_engines import CORPUS, assert_same, snapshot
+
+    runs = {
+        datastore: artflow_run(FLOWS / flow, check=False, params=CORPUS[flow], datastore=datastore)
+        for datastore in ("local", "s3")
+    }
+    local, on_s3 = (snapshot(runs[d], artflow_sandbox.root) for d in ("local", "s3"))
+    assert_same(local, on_s3)
+    assert artflow_s3.keys(f"metaflow/{runs['s3'].flow_name}/{runs['s3'].run_id}/")
