@@ -324,3 +324,20 @@ def test_results_on_s3_are_those_of_the_local_datastore(
     local, on_s3 = (snapshot(runs[d], artflow_sandbox.root) for d in ("local", "s3"))
     assert_same(local, on_s3)
     assert artflow_s3.keys(f"metaflow/{runs['s3'].flow_name}/{runs['s3'].run_id}/")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_run_on_s3_resumes_on_s3(artflow_run, artflow_resume, artflow_s3, engine):
+    run = artflow_run(
+        FLOWS / "resume_flow.py",
+        engine=engine,
+        datastore="s3",
+        check=False,
+        width=2,
+        env={"RESUME_FLOW_FAIL": "body"},
+    )
+    assert not run.successful
+    resumed = artflow_resume(run, engine=engine)
+    assert resumed.successful
+    assert resumed["start"].task.cloned
+    assert artflow_s3.keys(f"metaflow/ResumeFlow/{resumed.run_id}/end/")
