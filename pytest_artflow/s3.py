@@ -246,9 +246,11 @@ def wait_answering(endpoint: str, timeout: float) -> None:
     """Poll ``endpoint`` until it answers HTTP (any status), or say it does not."""
     deadline = time.monotonic() + timeout
     delay = 0.01
+    # Straight to the endpoint, whatever proxy the environment names.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while True:
         try:
-            with urllib.request.urlopen(endpoint, timeout=max(0.5, min(5.0, timeout))):
+            with opener.open(endpoint, timeout=max(0.5, min(5.0, timeout))):
                 return
         except urllib.error.HTTPError:
             return  # it answered: an S3 error for an anonymous request is an answer
@@ -364,6 +366,9 @@ class S3Area:
         if self.server.local:
             # Every AWS service a step calls goes to moto, never to AWS.
             out["AWS_ENDPOINT_URL"] = self.endpoint
+            # And straight to it, whatever proxy the environment names.
+            for name in ("NO_PROXY", "no_proxy"):
+                out[name] = ",".join(filter(None, [out.get(name), "127.0.0.1", "localhost"]))
         if datastore:
             out["METAFLOW_DEFAULT_DATASTORE"] = "s3"
         return out
