@@ -243,6 +243,13 @@ def test_every_flow_of_artflow_runs_on_s3(pytester, tmp_path):
 def test_the_marker_sets_the_datastore(artflow_run, artflow_s3):
     run = artflow_run(FLOWS / "linear_flow.py")
     assert run["end"].data.summary == "héllo ✓: 10"
+    # Metaflow's own client in the test reads the artifacts from the server.
+    from metaflow import Flow
+
+    latest = Flow("LinearFlow").latest_run
+    assert latest.id == run.run_id
+    assert latest["end"].task.data.summary == "héllo ✓: 10"
+    assert latest["end"].task.metadata_dict["ds-type"] == "s3"
     assert artflow_s3.keys(f"metaflow/LinearFlow/{run.run_id}/end/")
 
 
@@ -341,3 +348,22 @@ def test_a_run_on_s3_resumes_on_s3(artflow_run, artflow_resume, artflow_s3, engi
     assert resumed.successful
     assert resumed["start"].task.cloned
     assert artflow_s3.keys(f"metaflow/ResumeFlow/{resumed.run_id}/end/")
+
+
+def test_a_kept_sandbox_says_where_its_s3_data_is(pytester):
+    pytester.makepyfile(
+        """
+        def test_fails(artflow_s3):
+            artflow_s3.put("raw/x", b"1")
+            assert False
+        """
+    )
+    result = pytester.runpytest_subprocess("-rA")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*artflow s3*",
+            "S3: bucket 'artflow-*', prefix '' (s3://artflow-*/) on http://127.0.0.1:*",
+            "*METAFLOW_S3_ENDPOINT_URL=http://127.0.0.1:* METAFLOW_DATASTORE_SYSROOT_S3=s3://*",
+        ]
+    )
