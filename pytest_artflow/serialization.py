@@ -136,7 +136,7 @@ def assert_roundtrip(obj: Any, datastore: str = "local") -> Any:
     Returns the loaded copy for further checks.
     """
     try:
-        loaded = roundtrip(obj, datastore=datastore)
+        loaded = roundtrip(obj) if datastore == "local" else roundtrip(obj, datastore=datastore)
     except Exception as error:
         culprit = find_unpicklable(obj)
         detail = f"; first member that cannot be pickled: {culprit}" if culprit else ""
