@@ -214,6 +214,35 @@ STEP_VARIANTS: dict[str, Variant] = {
     "(w) step fork, re-run": run_step("fork", rerun=True),
 }
 
+
+def run_datastore(engine: str, datastore: str) -> Variant:
+    """``ArtflowRunner`` with ``engine`` and the run's datastore local or on the
+    S3 test server (one per worker process, started in its warm-up run; each
+    run gets a bucket of its own, as each test does)."""
+
+    def variant(case: Case, sandbox: Any) -> None:
+        import contextlib
+
+        runner = _runner(sandbox, engine)
+        with sandbox.client_scope(), contextlib.ExitStack() as stack:
+            if datastore == "s3":
+                from pytest_artflow import s3
+
+                s3.open_area(sandbox, "bench", None, stack)
+            run = runner(case.flow, datastore=datastore, **case.params)
+        assert run.successful and len(run.tasks) == case.tasks, run
+
+    variant.__doc__ = f"artflow {engine}, {datastore} datastore"
+    return variant
+
+
+S3_VARIANTS: dict[str, Variant] = {
+    "(c) subprocess, local": run_datastore("subprocess", "local"),
+    "(e) subprocess, s3": run_datastore("subprocess", "s3"),
+    "(d) fork, local": run_datastore("fork", "local"),
+    "(f) fork, s3": run_datastore("fork", "s3"),
+}
+
 CASES = [
     Case("seed flow", ROOT / "examples" / "art_flow.py", {}, tasks=3),
     Case("100-way foreach", FLOWS / "foreach_flow.py", {"width": 100}, tasks=103),
@@ -223,6 +252,14 @@ CASES = [
         {"size_mb": 50},
         tasks=2,
         artifact_bytes=50 * MB,
+    ),
+    Case("seed flow, S3", ROOT / "examples" / "art_flow.py", {}, tasks=3, variants=S3_VARIANTS),
+    Case(
+        "10-way foreach, S3",
+        FLOWS / "foreach_flow.py",
+        {"width": 10},
+        tasks=13,
+        variants=S3_VARIANTS,
     ),
     Case(
         "single step",
@@ -319,6 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    if any(c.variants is S3_VARIANTS for c in cases):
+        from pytest_artflow.s3 import S3Server
+
+        started = time.perf_counter()
+        S3Server.start_local().close()
+        print(
+            f"S3 test server start-up (once per process, not timed below): "
+            f"{time.perf_counter() - started:.3f}s",
+            flush=True,
+        )
     with tempfile.TemporaryDirectory(prefix="artflow-bench-", dir=options.tmp) as base:
         print(f"sandboxes under {base}", flush=True)
         times = _time_all(spawn, base, cases, names, options.repeat)

@@ -207,6 +207,40 @@ def client_pointed_at(root: str, datastore: str, cache_dir: str) -> Iterator[Non
         ) = saved
 
 
+@contextlib.contextmanager
+def s3_client_pointed_at(endpoint: str, root: str) -> Iterator[None]:
+    """Point this process's Metaflow S3 client (``metaflow.S3``, the S3
+    datastore, its ``s3op`` workers' parameters) at ``endpoint`` with the
+    datastore under ``root``, and restore it on exit: Metaflow copies these
+    settings into module globals when it is imported."""
+    from metaflow import metaflow_config as config
+    from metaflow.plugins.datastores import s3_storage
+    from metaflow.plugins.datatools.s3 import s3
+
+    attributes = [
+        (config, "S3_ENDPOINT_URL", endpoint),
+        (config, "DATASTORE_SYSROOT_S3", root),
+        (config, "DATATOOLS_S3ROOT", f"{root}/{config.DATATOOLS_SUFFIX}"),
+        (config, "CARD_S3ROOT", f"{root}/{config.CARD_SUFFIX}"),
+        (s3_storage, "DATASTORE_SYSROOT_S3", root),
+        (s3, "DATATOOLS_S3ROOT", f"{root}/{config.DATATOOLS_SUFFIX}"),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in attributes]
+    # A dict that modules imported by name: changed in place.
+    params = config.DATATOOLS_CLIENT_PARAMS
+    saved_params = dict(params)
+    try:
+        for owner, name, value in attributes:
+            setattr(owner, name, value)
+        params["endpoint_url"] = endpoint
+        yield
+    finally:
+        params.clear()
+        params.update(saved_params)
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
 # --------------------------------------------------------------------------
 # Artifacts Metaflow stores for itself
 # --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ first time a test asks for a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from .results import provenance
 from .resume import ArtflowResume
 from .runner import ArtflowRunner
 from .sandbox import Sandbox
-from .settings import KEEP_CHOICES, engines_key, reports_key, run_defaults
+from .settings import KEEP_CHOICES, engines_key, keeps_sandbox, reports_key, run_defaults
 from .step.fixture import ArtflowStep
 
 
@@ -120,13 +121,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="fork" if hasattr(os, "fork") else "subprocess",
     )
     parser.addini("artflow_timeout", "default timeout of a flow run, in seconds", default="")
+    group.addoption(
+        "--artflow-datastore",
+        dest="artflow_datastore",
+        choices=("local", "s3"),
+        default=None,
+        help="where runs keep their datastore: 'local' (the sandbox, default) or 's3' (the "
+        "test's bucket on a local S3 test server; needs pytest-artflow[s3]). "
+        "Ini: artflow_datastore.",
+    )
+    group.addoption(
+        "--artflow-s3-endpoint",
+        dest="artflow_s3_endpoint",
+        default=None,
+        metavar="URL",
+        help="use this S3-compatible server (http://host:port/bucket[/prefix]) instead of "
+        "starting one; credentials come from the environment, each test gets a prefix.",
+    )
+    parser.addini("artflow_datastore", "default datastore of flow runs: local or s3", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "artflow(engine=None, timeout=None, env=None): defaults for the flow runs of this "
-        "test (engine name, timeout in seconds, extra environment variables).",
+        "artflow(engine=None, timeout=None, env=None, datastore=None): defaults for the flow "
+        "runs of this test (engine name, timeout in seconds, extra environment variables, "
+        "'local' or 's3').",
     )
     config.stash[engines_key] = EngineSet(config.hook)
     validate.check_session(config, config.stash[engines_key])
@@ -214,6 +234,13 @@ def artflow_sandbox(
         )
 
 
+def _kept(request: pytest.FixtureRequest) -> bool:
+    """Whether ``--artflow-keep`` keeps the test's sandbox (and S3 area)."""
+    reports = request.node.stash.get(reports_key, {})
+    failed = any(r.failed for r in reports.values())
+    return keeps_sandbox(request.config.option.artflow_keep, failed=failed)
+
+
 @pytest.fixture
 def artflow_run(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> ArtflowRunner:
     """Run a flow end to end in the test's sandbox: ``artflow_run(MyFlow, alpha=3)``."""
@@ -224,7 +251,27 @@ def artflow_run(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Art
         hook=config.hook,
         defaults=run_defaults(config, request.node),
         search_dirs=[Path(request.path).parent, config.rootpath, config.invocation_params.dir],
+        s3_area=lambda: request.getfixturevalue("artflow_s3"),
     )
+
+
+@pytest.fixture
+def artflow_s3(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Iterator[Any]:
+    """A bucket (or prefix) of the S3 test server that only this test uses:
+    ``artflow_s3.put("raw/data.csv", b"...")``; every run of the test, and
+    Metaflow's S3 client here, reach that server and nothing else."""
+    from . import s3
+
+    with contextlib.ExitStack() as stack:
+        area = s3.open_area(
+            artflow_sandbox, request.node.name, request.config.option.artflow_s3_endpoint, stack
+        )
+        yield area
+    if _kept(request):
+        # The sandbox is kept: so is what the test stored in S3.
+        request.node.add_report_section("teardown", "artflow s3", area.describe())
+    else:
+        area.remove()
 
 
 @pytest.fixture

@@ -69,7 +69,11 @@ class ArtflowResume:
         self._check_origin(run, step)
         assert run.flow is not None  # _check_origin
         runner = self.runner
-        config = runner.configure(run.flow, params=parameters, **options)
+        from .step import _datastore_of
+
+        # Where the origin run stored its artifacts is where Metaflow clones them from.
+        datastore = _datastore_of(run)[0]
+        config = runner.configure(run.flow, params=parameters, datastore=datastore, **options)
         id_file = runner.id_file()
         args = ["resume", "--origin-run-id", run.run_id, "--run-id-file", str(id_file)]
         for tag in config.tags:

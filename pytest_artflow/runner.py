@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from .results.failure import describe_failure, start_failure, timeout_failure
 from .results.model import FlowRun
 from .results.read import read_run
 from .sandbox import Sandbox
-from .settings import RunDefaults
+from .settings import DATASTORES, RunDefaults
 
 
 @dataclass
@@ -34,6 +34,7 @@ class RunConfig:
     #: (``--config-value NAME JSON``) by Config name.
     config: dict[str, Any] = field(default_factory=dict)
     config_value: dict[str, Any] = field(default_factory=dict)
+    datastore: str = "local"
 
 
 class ArtflowRunner:
@@ -48,8 +49,12 @@ class ArtflowRunner:
         hook: Any,
         defaults: RunDefaults,
         search_dirs: Iterable[Path] = (),
+        s3_area: Callable[[], Any] | None = None,
     ) -> None:
         self.sandbox = sandbox
+        #: Gives the sandbox its area of the S3 test server (``artflow_s3``)
+        #: when a run asks for ``datastore="s3"`` and the test has none yet.
+        self.s3_area = s3_area
         self.engines = engines
         self.hook = hook
         self.defaults = defaults
@@ -75,8 +80,17 @@ class ArtflowRunner:
         params: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         config_value: Mapping[str, Any] | None = None,
+        datastore: str | None = None,
         **parameters: Any,
     ) -> RunConfig:
+        datastore = datastore or self.defaults.datastore
+        if datastore not in DATASTORES:
+            raise ArtflowError(
+                f"datastore={datastore!r}: pytest-artflow runs flows with the datastore "
+                f"{' or '.join(map(repr, DATASTORES))}"
+            )
+        if datastore == "s3":
+            self.ensure_s3()
         run_config = RunConfig(
             flow=self.resolve(flow),
             sandbox=self.sandbox,
@@ -89,9 +103,22 @@ class ArtflowRunner:
             # Pairs, as Metaflow's Runner takes them, or a mapping.
             config=dict(config or {}),
             config_value=dict(config_value or {}),
+            datastore=datastore,
         )
         self.hook.pytest_artflow_configure_run(config=run_config)
         return run_config
+
+    def ensure_s3(self) -> None:
+        """Give the sandbox an S3 area (and the pytest process its client
+        settings) before a run that keeps its datastore there."""
+        if self.sandbox.s3 is not None:
+            return
+        if self.s3_area is None:
+            from .s3 import require
+
+            require()
+            raise ArtflowError('datastore="s3" needs the artflow_s3 fixture in this context')
+        self.s3_area()
 
     def job(self, config: RunConfig, args: list[str]) -> RunJob:
         """A Metaflow command for ``config``'s flow; ``args`` follow the top-level options."""
@@ -100,7 +127,7 @@ class ArtflowRunner:
             class_name=self._shipped(config.flow) if config.flow.local else config.flow.name,
             # No pylint: it is not part of what a flow does, and slow.
             args=["--no-pylint", *args],
-            env=self.sandbox.environ(config.env),
+            env=self.sandbox.environ(config.env, datastore=config.datastore),
             cwd=self.sandbox.root,
             timeout=config.timeout,
         )

@@ -15,6 +15,10 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .s3 import S3Area
 
 #: Metaflow refuses to run as root; every sandbox runs as this user.
 SANDBOX_USER = "artflow"
@@ -30,6 +34,9 @@ class Sandbox:
         self.root = Path(root).resolve()
         for sub in ("home", "tmp", "client_cache"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        #: The test's area of the S3 test server (``artflow_s3``), if it has one:
+        #: every run of the test then reaches that server, and only it.
+        self.s3: S3Area | None = None
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.root)!r})"
@@ -49,9 +56,13 @@ class Sandbox:
         """Where Metaflow keeps flows, runs and artifacts (``<root>/.metaflow``)."""
         return self.root / ".metaflow"
 
-    def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def environ(
+        self, extra: Mapping[str, str] | None = None, datastore: str = "local"
+    ) -> dict[str, str]:
         """The environment of a run's processes: this process's, with every
-        Metaflow setting replaced by the sandbox's."""
+        Metaflow setting replaced by the sandbox's (and every ``AWS_*`` one by
+        the S3 test server's when the test has one; ``datastore="s3"`` keeps
+        the run's datastore there)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
         home = str(self.root / "home")
         env.update(
@@ -70,6 +81,8 @@ class Sandbox:
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
+        if self.s3 is not None:
+            env = self.s3.environ(env, datastore=datastore == "s3")
         if extra:
             env.update(extra)
         return env

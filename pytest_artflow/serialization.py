@@ -89,31 +89,46 @@ def _scratch_for_this_process() -> _Scratch:
     return _scratch
 
 
-def roundtrip(obj: Any) -> Any:
+def roundtrip(obj: Any, datastore: str = "local") -> Any:
     """Save ``obj`` as a Metaflow artifact and load it back, as a task would.
 
     Raises what Metaflow raises for a value it cannot save (for an
-    unpicklable one, ``UnpicklableArtifactException``).
+    unpicklable one, ``UnpicklableArtifactException``). ``datastore="s3"``
+    goes through Metaflow's ``S3Storage`` (and its ``s3op`` workers) on the
+    S3 test server instead (``pytest-artflow[s3]``).
     """
+    if datastore == "s3":
+        from . import s3
+
+        s3.require()
+        with _lock, s3.roundtrip_datastore(_FLOW_NAME) as s3_store:
+            return _roundtrip_through(s3_store, obj)[0]
+    if datastore != "local":
+        raise ValueError(f"roundtrip(datastore={datastore!r}): 'local' or 's3'")
     with _lock:
         scratch = _scratch_for_this_process()
-        datastore = scratch.flow_datastore
-        writer = datastore.get_task_datastore("1", "roundtrip", "1", attempt=0, mode="w")
-        writer.save_artifacts(iter([(_ARTIFACT, obj)]), len_hint=1)
-        # What ``done()`` writes to data.json and ``get_task_datastores``
-        # hands back to a reader. Skipping data.json and DONE.lock halves the
-        # files created per call (file creation dominates the cost) and
-        # changes nothing about the value.
-        data_metadata = json.loads(json.dumps(writer.ds_metadata))
-        reader = datastore.get_task_datastore(
-            "1", "roundtrip", "1", attempt=0, data_metadata=data_metadata, mode="r"
-        )
-        [(_, loaded)] = list(reader.load_artifacts([_ARTIFACT]))
-        scratch.account(data_metadata["info"][_ARTIFACT]["size"])
+        loaded, size = _roundtrip_through(scratch.flow_datastore, obj)
+        scratch.account(size)
     return loaded
 
 
-def assert_roundtrip(obj: Any) -> Any:
+def _roundtrip_through(datastore: Any, obj: Any) -> tuple[Any, int]:
+    """The loaded value and its serialized size."""
+    writer = datastore.get_task_datastore("1", "roundtrip", "1", attempt=0, mode="w")
+    writer.save_artifacts(iter([(_ARTIFACT, obj)]), len_hint=1)
+    # What ``done()`` writes to data.json and ``get_task_datastores``
+    # hands back to a reader. Skipping data.json and DONE.lock halves the
+    # files created per call (file creation dominates the cost) and
+    # changes nothing about the value.
+    data_metadata = json.loads(json.dumps(writer.ds_metadata))
+    reader = datastore.get_task_datastore(
+        "1", "roundtrip", "1", attempt=0, data_metadata=data_metadata, mode="r"
+    )
+    [(_, loaded)] = list(reader.load_artifacts([_ARTIFACT]))
+    return loaded, data_metadata["info"][_ARTIFACT]["size"]
+
+
+def assert_roundtrip(obj: Any, datastore: str = "local") -> Any:
     """Fail unless ``obj`` comes back from a Metaflow round trip unchanged.
 
     Unchanged means ``compare.artifacts_equal`` and the same sharing of
@@ -121,7 +136,7 @@ def assert_roundtrip(obj: Any) -> Any:
     Returns the loaded copy for further checks.
     """
     try:
-        loaded = roundtrip(obj)
+        loaded = roundtrip(obj) if datastore == "local" else roundtrip(obj, datastore=datastore)
     except Exception as error:
         culprit = find_unpicklable(obj)
         detail = f"; first member that cannot be pickled: {culprit}" if culprit else ""

@@ -31,6 +31,13 @@ class RunDefaults:
     engine: str = "subprocess"
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: Where runs keep their datastore: "local" (the sandbox) or "s3" (the
+    #: test's area of the S3 test server).
+    datastore: str = "local"
+
+
+#: What ``datastore=`` takes.
+DATASTORES = ("local", "s3")
 
 
 def keeps_sandbox(keep: str, *, failed: bool) -> bool:
@@ -55,10 +62,12 @@ def run_defaults(config: pytest.Config, node: pytest.Item | None = None) -> RunD
         engine=config.option.artflow_engine or config.getini("artflow_engine"),
         timeout=timeout,
         env=run_locally_env(config),
+        datastore=config.option.artflow_datastore or config.getini("artflow_datastore") or "local",
     )
     marker = node.get_closest_marker("artflow") if node is not None else None
     if marker is not None:
         defaults.engine = marker.kwargs.get("engine", defaults.engine)
         defaults.timeout = marker.kwargs.get("timeout", defaults.timeout)
         defaults.env.update(marker.kwargs.get("env") or {})
+        defaults.datastore = marker.kwargs.get("datastore", defaults.datastore)
     return defaults

@@ -13,6 +13,7 @@ closed when the interpreter exits.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import tempfile
@@ -50,16 +51,27 @@ def run_flow(flow: object, *, check: bool = True, **options: Any) -> FlowRun:
 
     context = _context()
     sandbox = Sandbox(context.new_root(_label(flow)))
+    stack = contextlib.ExitStack()
+    areas: list[Any] = []
+
+    def s3_area() -> Any:
+        # ``datastore="s3"``: an area of the S3 test server for this call.
+        from . import s3
+
+        areas.append(s3.open_area(sandbox, _label(flow), context.s3_endpoint, stack))
+        return areas[-1]
+
     runner = ArtflowRunner(
         sandbox=sandbox,
         engines=context.engines,
         hook=context.hook,
         defaults=context.defaults,
         search_dirs=context.search_dirs,
+        s3_area=s3_area,
     )
     failed = True
     try:
-        with sandbox.client_scope():
+        with sandbox.client_scope(), stack:
             run = runner(flow, check=check, **options)
         failed = not run.successful
         return run
@@ -74,6 +86,9 @@ def run_flow(flow: object, *, check: bool = True, **options: Any) -> FlowRun:
         raise
     finally:
         sandbox.settle(context.keep, failed=failed)
+        if not keeps_sandbox(context.keep, failed=failed):
+            for area in areas:
+                area.remove()
 
 
 @dataclass
@@ -86,6 +101,8 @@ class _Context:
     search_dirs: list[Path]
     keep: str
     tmp_path_factory: pytest.TempPathFactory | None = None
+    #: ``--artflow-s3-endpoint``: the user's S3 server instead of a local one.
+    s3_endpoint: str | None = None
 
     def new_root(self, label: str) -> Path:
         prefix = f"artflow-run-{label}"
@@ -126,6 +143,7 @@ def _session(config: pytest.Config) -> _Context:
         search_dirs=dirs,
         keep=config.option.artflow_keep,
         tmp_path_factory=config._tmp_path_factory,  # type: ignore[attr-defined]
+        s3_endpoint=config.option.artflow_s3_endpoint,
     )
 
 

@@ -718,3 +718,30 @@ def test_coverage_measures_steps_run_by_the_fork_engine(pytester):
     helper = next(v for k, v in report["files"].items() if k.endswith("helper.py"))
     assert {2, 3} <= set(helper["executed_lines"])
     assert 7 in helper["missing_lines"]
+
+
+#: Corpus flows that also run with ``datastore="s3"`` (on the S3 test server).
+S3_CORPUS = ("linear_flow.py", "foreach_flow.py", "card_flow.py", "failing_flow.py", "s3_flow.py")
+
+
+@pytest.mark.parametrize("flow", S3_CORPUS)
+def test_fork_records_what_subprocess_records_on_s3(
+    artflow_run, artflow_sandbox, artflow_s3, fork_results, flow
+):
+    params = dict(CORPUS.get(flow, {}))
+    if flow == "s3_flow.py":
+        artflow_s3.put("in/input.csv", b"x\ny")
+        params["root"] = artflow_s3.url("in/")
+    runs = {
+        engine: artflow_run(FLOWS / flow, engine=engine, check=False, params=params, datastore="s3")
+        for engine in ENGINES
+    }
+    assert [(r.extra["refused"], r.extra["tasks"]) for r in fork_results] == [(None, "forked")]
+    reference, candidate = (snapshot(runs[e], artflow_sandbox.root) for e in ENGINES)
+    assert_same(reference, candidate)
+    # Both runs kept their datastore in the test's area of the server.
+    for run in runs.values():
+        assert artflow_s3.keys(f"metaflow/{run.flow_name}/{run.run_id}/start/")
+    assert reference["finished"] is (flow != "failing_flow.py")
+    has_cards = [a["cards"] for t in reference["tasks"].values() for r in t for a in r["attempts"]]
+    assert any(has_cards) is (flow == "card_flow.py")

@@ -15,6 +15,7 @@ the same module and the file runs once in the pytest process.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,7 @@ class ArtflowItem(pytest.Item):
         super().__init__(**kwargs)
         self.flow_class = flow_class
         self.sandbox: Sandbox | None = None
+        self.s3: Any = None
         self.summary: FlowSummary | None = None
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -107,7 +109,7 @@ class ArtflowItem(pytest.Item):
         self.sandbox = Sandbox(factory.mktemp(f"artflow-{self.name}"[:60], numbered=True))
         outcome = "interrupted"
         try:
-            with self.sandbox.client_scope():
+            with self.sandbox.client_scope(), contextlib.ExitStack() as self._stack:
                 self._run(self.sandbox)
             outcome = "passed"
         except Exception:
@@ -126,7 +128,16 @@ class ArtflowItem(pytest.Item):
             hook=self.config.hook,
             defaults=run_defaults(self.config, self),
             search_dirs=[self.path.parent, self.config.rootpath],
+            s3_area=self._open_s3,
         )
+
+    def _open_s3(self) -> Any:
+        """The item's S3 area, for ``--artflow-datastore=s3``."""
+        from .. import s3
+
+        endpoint = self.config.option.artflow_s3_endpoint
+        self.s3 = s3.open_area(self.sandbox, self.name, endpoint, self._stack)
+        return self.s3
 
     def _run(self, sandbox: Sandbox) -> None:
         runner = self._runner(sandbox)
@@ -177,6 +188,8 @@ class ArtflowItem(pytest.Item):
     def _finish(self, outcome: str) -> None:
         assert self.sandbox is not None
         kept = self.sandbox.settle(self.config.option.artflow_keep, failed=outcome == "failed")
+        if not kept and self.s3 is not None:
+            self.s3.remove()
         summary = self.summary or FlowSummary(flow=self.name)
         summary.sandbox = str(self.sandbox.root) if kept else None
         self.summary = summary
@@ -195,6 +208,8 @@ class ArtflowItem(pytest.Item):
                 f"\n\nsandbox kept (--artflow-keep): {summary.sandbox}\n"
                 "inspect it with Metaflow's client:\n" + "\n".join(f"    {x}" for x in lines)
             )
+            if self.s3 is not None:
+                text += "\n" + self.s3.describe()
         return text
 
 

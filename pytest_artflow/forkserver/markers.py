@@ -32,6 +32,8 @@ PER_RUN_VALUES = (
     "METAFLOW_DATASTORE_SYSROOT_LOCAL",
     "METAFLOW_DATASTORE_SYSROOT_SPIN",
     "METAFLOW_CARD_LOCALROOT",
+    # Each test's S3 area (``artflow_s3``); the endpoint is the session's.
+    "METAFLOW_DATASTORE_SYSROOT_S3",
     "METAFLOW_CLIENT_CACHE_PATH",
 )
 #: Variables read while S starts and imports (the interpreter, the C library,

@@ -28,12 +28,17 @@ def prepare_job(job_file: str, flow_class: type, entrypoint: list[str]) -> None:
         _warm_caches()
         _run_init(flow_class, job.init_args, entrypoint)
 
-    from ..metaflow_seam import FlowDataStore, LocalStorage
+    from metaflow.plugins import DATASTORES
 
+    from ..metaflow_seam import FlowDataStore
+
+    storage = {impl.TYPE: impl for impl in DATASTORES}
     # Datastores with explicit roots: nothing global (LocalStorage.datastore_root) changes.
-    store = FlowDataStore(job.flow_name, storage_impl=LocalStorage, ds_root=job.root)
+    store = FlowDataStore(job.flow_name, storage_impl=storage[job.storage], ds_root=job.root)
     origin = (
-        FlowDataStore(job.flow_name, storage_impl=LocalStorage, ds_root=job.origin_root)
+        FlowDataStore(
+            job.flow_name, storage_impl=storage[job.origin_storage], ds_root=job.origin_root
+        )
         if job.origin_root
         else None
     )

@@ -32,7 +32,7 @@ from .plan import InputPlan, InputPlanner, missing_input_hint, step_node
 if TYPE_CHECKING:
     from ..engines import RunJob
     from ..flows import FlowRef
-    from ..results import StepResult, TaskResult
+    from ..results import FlowRun, StepResult, TaskResult
     from ..runner import ArtflowRunner, RunConfig
 
 
@@ -55,6 +55,7 @@ class ArtflowStep:
         engine: str | None = None,
         timeout: float | None = None,
         params: Mapping[str, Any] | None = None,
+        datastore: str | None = None,
         **parameters: Any,
     ) -> TaskResult:
         """Run ``step`` of ``flow_or_run`` (a flow as ``artflow_run`` takes it,
@@ -66,7 +67,9 @@ class ArtflowStep:
         {artifact: value}}``, a foreach join a list of ``{artifact: value}``,
         one per split. ``input``: what ``self.input`` returns in a foreach;
         ``index``: its position (default 0), or a tuple of positions, outermost
-        first, in nested foreaches. Keyword arguments are Parameter values.
+        first, in nested foreaches. ``datastore="s3"``: the step's inputs and
+        what it stores live in the test's S3 area. Keyword arguments are
+        Parameter values.
         """
         __tracebackhide__ = True
         try:
@@ -80,6 +83,7 @@ class ArtflowStep:
                 engine=engine,
                 timeout=timeout,
                 params=params,
+                datastore=datastore,
                 **parameters,
             )
         except ArtflowError as exc:
@@ -99,6 +103,7 @@ class ArtflowStep:
         engine: str | None,
         timeout: float | None,
         params: Mapping[str, Any] | None,
+        datastore: str | None,
         **parameters: Any,
     ) -> TaskResult:
         from ..results import FlowRun
@@ -111,13 +116,14 @@ class ArtflowStep:
             engine=engine,
             timeout=timeout,
             params=params,
+            datastore=datastore,
             **parameters,
         )
         node = step_node(config.flow, step)
         planner = InputPlanner(config.flow, node, input, index)
         plan = planner.from_scratch(inputs) if origin is None else planner.rerun(origin, inputs)
         scratch = self._scratch()
-        run_job = self._job(config, node.name, plan, scratch, rerun=origin is not None)
+        run_job = self._job(config, node.name, plan, scratch, origin=origin)
         outcome = self.runner.engines.get(config.engine).run(run_job)
         return self._result(config, node.name, scratch, plan, outcome, check)
 
@@ -132,13 +138,18 @@ class ArtflowStep:
             return scratch
 
     def _job(
-        self, config: RunConfig, step: str, plan: InputPlan, scratch: Path, rerun: bool
+        self, config: RunConfig, step: str, plan: InputPlan, scratch: Path, origin: FlowRun | None
     ) -> RunJob:
         """Metaflow's ``step`` command for the step, in the scratch datastore,
         with the ``StepJob`` that prepares its inputs beside it."""
         flow, run_id = config.flow, _run_id(scratch)
+        rerun = origin is not None
         root = str(scratch / ".metaflow")
-        top = ["--quiet", "--metadata", "local", "--datastore", "local", "--datastore-root", root]
+        if config.datastore == "s3":
+            assert self.runner.sandbox.s3 is not None
+            root = f"{self.runner.sandbox.s3.datastore_root}/steps/{scratch.name}"
+        top = ["--quiet", "--metadata", "local", "--datastore", config.datastore]
+        top += ["--datastore-root", root]
         top += flow.config_args(config.config, config.config_value, self.runner.search_dirs)
         init = ["--no-pylint", *top, "init", "--run-id", run_id, "--task-id", PARAMS_TASK]
         job = StepJob(
@@ -157,7 +168,10 @@ class ArtflowStep:
             report=str(scratch / "parents.json"),
             stdout=str(scratch / "stdout.txt"),
             stderr=str(scratch / "stderr.txt"),
+            storage=config.datastore,
         )
+        if origin is not None:
+            job.origin_storage, job.origin_root = _datastore_of(origin)
         job_file = scratch / "job.pickle"
         job_file.write_bytes(pickle.dumps(job))
 
@@ -276,6 +290,16 @@ def _input_steps(flow: FlowRef, run_id: str, plan: InputPlan) -> dict[str, StepR
             )
             steps.setdefault(parent.step, StepResult(parent.step, [])).tasks.append(task)
     return steps
+
+
+def _datastore_of(run: FlowRun) -> tuple[str, str]:
+    """The datastore type and root a run's tasks wrote to, as their metadata says."""
+    for step in run.client:
+        for task in step:
+            meta = task.metadata_dict
+            if meta.get("ds-type") and meta.get("ds-root"):
+                return meta["ds-type"], meta["ds-root"]
+    raise ArtflowError(f"{run.pathspec} has no task that says where it stored its artifacts")
 
 
 def _run_id(scratch: Path) -> str:

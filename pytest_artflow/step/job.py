@@ -76,6 +76,9 @@ class StepJob:
     report: str
     stdout: str
     stderr: str
+    #: Metaflow's datastore type (``DataStoreStorage.TYPE``) of ``root``, and of ``origin_root``.
+    storage: str = "local"
+    origin_storage: str = "local"
 
 
 # --------------------------------------------------------------------------
