@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from . import collect, explain, hookspecs, registry, report
+from . import collect, explain, hookspecs, metaflow_seam, registry, report
 from .engines import EngineSet
 from .engines.remote import RUN_LOCALLY_DEFAULT
 from .resume import ArtflowResume
@@ -109,6 +109,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "test (engine name, timeout in seconds, extra environment variables).",
     )
     config.stash[engines_key] = EngineSet(config.hook)
+    # Once per session: xdist workers run this hook too.
+    untested = metaflow_seam.untested_newer()
+    if untested and not hasattr(config, "workerinput"):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(untested), stacklevel=2)
     registry.set_config(config)
     if collect.enabled(config):
         collect.configure(config)
@@ -134,12 +138,15 @@ def pytest_artflow_engines() -> dict[str, Any]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return report.header_lines(
-        engine=_defaults(config).engine,
-        keep=config.option.artflow_keep,
-        basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
-        run_locally=config.getini("artflow_run_locally"),
-    )
+    return [
+        metaflow_seam.header_line(),
+        *report.header_lines(
+            engine=_defaults(config).engine,
+            keep=config.option.artflow_keep,
+            basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
+            run_locally=config.getini("artflow_run_locally"),
+        ),
+    ]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

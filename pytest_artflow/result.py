@@ -13,7 +13,7 @@ from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import explain
+from . import explain, metaflow_seam
 from .engines.diagnostics import UNPICKLABLE_PREFIX
 from .errors import ArtflowError, ArtifactReadError
 
@@ -418,7 +418,7 @@ def read_run(
         }
     # A run is successful if its end step is (``Run.successful``), finished
     # if its end step is (``Run.finished``).
-    end = steps.get(flow.flow_class._graph.end_step)
+    end = steps.get(metaflow_seam.end_step(flow.flow_class._graph))
     successful = bool(end and end.task.successful)
     finished = bool(end and end.task.finished)
     result = FlowRun(

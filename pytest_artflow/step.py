@@ -46,6 +46,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import metaflow_seam
 from .errors import ArtflowError, FlowRunFailed
 
 if TYPE_CHECKING:
@@ -679,7 +680,7 @@ class _Shaper:
 
     def from_scratch(self, inputs: Any) -> _Plan:
         node, graph = self.node, self.graph
-        if node.name == graph.start_step:
+        if node.name == metaflow_seam.start_step(graph):
             if inputs:
                 raise ArtflowError(
                     f"step {node.name!r} is the first step: it reads only the flow's "
@@ -803,7 +804,7 @@ class _Shaper:
             self._indices()  # the error for index=/input= outside any foreach
         task = self._pick(run, run[node.name].tasks)
         plan = _Plan(parents=[])
-        if node.name == self.graph.start_step:
+        if node.name == metaflow_seam.start_step(self.graph):
             params = Step(f"{run.pathspec}/_parameters", _namespace_check=False).task
             with main_module_as(self.flow.module):
                 known = {a.id: a.data for a in params}

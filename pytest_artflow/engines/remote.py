@@ -25,13 +25,12 @@ RUN_LOCALLY_DEFAULT = ("batch", "kubernetes", "resources", *_ENVIRONMENT_DECORAT
 def remote_decorators(flow_class: type, names: Iterable[str]) -> list[tuple[str | None, str]]:
     """``(step, decorator)`` for each decorator among ``names`` on the flow
     (``step`` is ``None`` for flow-level ones such as ``@pypi_base``)."""
-    from metaflow.flowspec import FlowStateItems
+    # Where the flow's decorators are kept depends on the Metaflow version.
+    from ..metaflow_seam import flow_decorators
 
     wanted = set(names)
     found: list[tuple[str | None, str]] = [
-        (None, name)
-        for name in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS]
-        if name in wanted
+        (None, name) for name in flow_decorators(flow_class) if name in wanted
     ]
     for step in flow_class._steps:
         found += [(step.name, d.name) for d in step.decorators if d.name in wanted]
@@ -44,14 +43,11 @@ def missing_packages(flow_class: type, names: Iterable[str]) -> list[str]:
     import importlib.metadata
     import importlib.util
 
-    from metaflow.flowspec import FlowStateItems
+    from ..metaflow_seam import flow_decorators
 
     wanted = set(names) & set(_ENVIRONMENT_DECORATORS)
     decos = [
-        (None, d)
-        for name, ds in flow_class._flow_state[FlowStateItems.FLOW_DECORATORS].items()
-        if name in wanted
-        for d in ds
+        (None, d) for name, ds in flow_decorators(flow_class).items() if name in wanted for d in ds
     ]
     decos += [(s.name, d) for s in flow_class._steps for d in s.decorators if d.name in wanted]
     missing = []
@@ -89,10 +85,12 @@ def run_locally(flow_class: type, names: Iterable[str]) -> None:
         )
     from metaflow.user_decorators.mutable_flow import MutableFlow
 
+    from ..metaflow_seam import remove_step_decorator
+
     flow = MutableFlow(flow_class, pre_mutate=True, inserted_by=["pytest-artflow"])
     for name in names:
         flow.remove_decorator(name)
     for _, step in flow.steps:
         for name in names:
-            step.remove_decorator(name)
+            remove_step_decorator(step, name)
     flow_class._init_graph()  # type: ignore[attr-defined]
