@@ -32,14 +32,19 @@ def test_a_metaflow_newer_than_the_newest_tested_warns_once(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if this package had been tested only up to an older release.
+    monkeypatch.setattr(metaflow_seam, "TESTED_VERSIONS", ("1.0.0", "2.0.0"))
     monkeypatch.setattr(metaflow_seam, "NEWEST_TESTED", "2.0.0")
     pytester.makepyfile(TRIVIAL)
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=1)
     installed = importlib.metadata.version("metaflow")
     result.stdout.fnmatch_lines(
-        [f"*PytestConfigWarning: Metaflow {installed} is newer than the newest release*(2.0.0;*"]
+        [
+            f"*PytestConfigWarning: Metaflow {installed} is newer than the newest release "
+            "pytest-artflow was tested with (2.0.0; tested: 1.0.0, 2.0.0)*"
+        ]
     )
+    assert str(result.stdout).count("PytestConfigWarning") == 1
 
 
 def test_a_tested_metaflow_does_not_warn(pytester: pytest.Pytester) -> None:
