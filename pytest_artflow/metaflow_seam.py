@@ -17,25 +17,57 @@ internal classes are resolved when first asked for (``__getattr__``, PEP 562).
 from __future__ import annotations
 
 # ==========================================================================
-# Version facts: which Metaflow this module was written for
+# Version facts: which Metaflow releases this module was written for
 # ==========================================================================
+import importlib.metadata
 
-#: The Metaflow release series the names, patches and messages below were
-#: read from and tested with (``pyproject.toml`` pins the same series).
-TESTED_VERSIONS = ("2.19",)
+from packaging.version import Version
+
+#: The Metaflow releases CI runs the engines' differential corpus and the core
+#: run tests against (``noxfile.py``): the oldest supported, one in the middle
+#: and the newest tested. ``pyproject.toml`` requires at least the first.
+#: 2.19.0 is the floor: it brought ``spin``, whose datastore settings the
+#: sandbox isolates, and ``Task.parent_task_pathspecs``, which ``artflow_step``
+#: reads an earlier run's inputs with. 2.19.22 is the middle: it has the flow
+#: state of 2.19.10 and the graph, step mutation and foreach join order from
+#: before 2.19.23, a mix neither end of the range has.
+TESTED_VERSIONS: tuple[str, ...] = ("2.19.0", "2.19.22", "2.19.39")
+OLDEST_SUPPORTED = TESTED_VERSIONS[0]
+NEWEST_TESTED = TESTED_VERSIONS[-1]
+
+
+def installed_version() -> Version:
+    """The Metaflow release installed in this environment."""
+    return Version(importlib.metadata.version("metaflow"))
+
+
+def untested_newer() -> str | None:
+    """A sentence saying the installed Metaflow is newer than any tested one, or
+    ``None``. Newer releases are allowed (no upper bound on the dependency):
+    Metaflow's private names move even in patch releases, so anything newer than
+    the newest tested release is said to be untested, not refused."""
+    installed = installed_version()
+    if installed <= Version(NEWEST_TESTED):
+        return None
+    return (
+        f"Metaflow {installed} is newer than the newest release pytest-artflow was tested "
+        f"with ({NEWEST_TESTED}; tested: {', '.join(TESTED_VERSIONS)}). Runs use it as it is; "
+        "if a run behaves differently under the fork engine, compare with "
+        "--artflow-engine=subprocess."
+    )
+
+
+def header_line() -> str:
+    """The report header's line about Metaflow: which one runs the flows and which
+    range was tested."""
+    return (
+        f"artflow: Metaflow {installed_version()} (tested: {OLDEST_SUPPORTED} to {NEWEST_TESTED})"
+    )
 
 
 def metaflow_version() -> str:
     """The installed Metaflow's version, without importing Metaflow."""
-    import importlib.metadata
-
     return importlib.metadata.version("metaflow")
-
-
-def is_tested_version(version: str | None = None) -> bool:
-    """Whether ``version`` (the installed one by default) is of a tested series."""
-    version = version or metaflow_version()
-    return any(version == v or version.startswith(v + ".") for v in TESTED_VERSIONS)
 
 
 # ==========================================================================
@@ -119,8 +151,18 @@ def parameters(flow_class: type) -> list[tuple[str, Any]]:
 
 
 def flow_decorators(flow_class: type) -> dict[str, list[Any]]:
-    """The flow-level decorators (``@project``, ``@pypi_base``...) by name."""
-    items = __getattr__("FlowStateItems")
+    """The flow-level decorators (``@project``, ``@pypi_base``...) by name,
+    each name mapping to its instances.
+
+    Metaflow 2.19.10 moved them from the class attribute ``_flow_decorators``
+    into the flow state (``_flow_state[FlowStateItems.FLOW_DECORATORS]``);
+    ``_flow_decorators`` remains there only as an instance property, so the
+    class attribute cannot be read on every version.
+    """
+    try:
+        items = __getattr__("FlowStateItems")
+    except (ImportError, AttributeError):  # Metaflow before 2.19.10
+        return flow_class._flow_decorators  # type: ignore[attr-defined,no-any-return]
     return flow_class._flow_state[items.FLOW_DECORATORS]  # type: ignore[attr-defined,no-any-return]
 
 
@@ -139,8 +181,39 @@ def remove_decorators(flow_class: type, names: list[str]) -> None:
         flow.remove_decorator(name)
     for _, step in flow.steps:
         for name in names:
-            step.remove_decorator(name)
+            # Only a name the step carries: before Metaflow 2.19.23,
+            # ``MutableStep.remove_decorator`` raised ``TypeError``
+            # (``issubclass()`` of ``None``) for a name that is not a
+            # registered user step decorator (``batch``, ``kubernetes``).
+            if any(spec[0] == name for spec in step.decorator_specs):
+                step.remove_decorator(name)
     flow_class._init_graph()  # type: ignore[attr-defined]
+
+
+def end_step(graph: Any) -> str | None:
+    """The name of the end step of a flow's ``FlowGraph``: the step whose task
+    says whether the run is successful and finished.
+
+    Metaflow 2.19.23 lets ``@step(end=True)`` mark any step as the end and
+    records it as ``FlowGraph.end_step``; before, the end step is always the
+    step named ``end`` and the graph has no such attribute.
+    """
+    return getattr(graph, "end_step", "end")
+
+
+def start_step(graph: Any) -> str | None:
+    """The name of the first step of a flow's ``FlowGraph`` (the one that reads
+    only the flow's Parameters). As ``end_step``: ``@step(start=True)`` and
+    ``FlowGraph.start_step`` came in Metaflow 2.19.23; before, it is ``start``."""
+    return getattr(graph, "start_step", "start")
+
+
+def foreach_join_inputs_in_order() -> bool:
+    """Whether a foreach join's ``inputs`` come in split order, as Metaflow has
+    done since 2.19.23; before, a join over more than 4 splits got them in no
+    particular order. This is Metaflow's behaviour, which artflow reproduces,
+    not something it can or should change."""
+    return installed_version() >= Version("2.19.23")
 
 
 def check_graph(flow_class: type) -> None:

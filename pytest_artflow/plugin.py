@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from . import collect, hookspecs, session, snapshot, validate
+from . import collect, hookspecs, metaflow_seam, session, snapshot, validate
 from .collect import report
 from .engines import EngineSet
 from .inflow.remote import RUN_LOCALLY_DEFAULT
@@ -150,6 +150,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[engines_key] = EngineSet(config.hook)
     validate.check_session(config, config.stash[engines_key])
+    # Once per session: xdist workers run this hook too.
+    untested = metaflow_seam.untested_newer()
+    if untested and not hasattr(config, "workerinput"):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(untested), stacklevel=2)
     session.set_config(config)
     if collect.enabled(config):
         collect.configure(config)
@@ -176,12 +180,15 @@ def pytest_artflow_engines() -> dict[str, Any]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return report.header_lines(
-        engine=run_defaults(config).engine,
-        keep=config.option.artflow_keep,
-        basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
-        run_locally=config.getini("artflow_run_locally"),
-    )
+    return [
+        metaflow_seam.header_line(),
+        *report.header_lines(
+            engine=run_defaults(config).engine,
+            keep=config.option.artflow_keep,
+            basetemp=config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
+            run_locally=config.getini("artflow_run_locally"),
+        ),
+    ]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_artflow import FlowReferenceError, FlowRunFailed
+from pytest_artflow import FlowReferenceError, FlowRunFailed, metaflow_seam
 
 CORPUS = Path(__file__).parent / "flows"
 
@@ -155,7 +155,13 @@ def test_nested_foreach_tasks_in_index_order(artflow_run, flow_file):
     # Task ids do not follow index order past 10 splits; the results do.
     assert run.trace("label")["leaf"] == expected
     assert [t.index for t in run["mid"].tasks] == [0, 1]
-    assert run["end"].data.all == [expected[:12], expected[12:]]
+    if metaflow_seam.foreach_join_inputs_in_order():
+        assert run["end"].data.all == [expected[:12], expected[12:]]
+    else:  # Metaflow before 2.19.23 hands a join over >4 splits its inputs unordered.
+        assert [sorted(x) for x in run["end"].data.all] == [
+            sorted(expected[:12]),
+            sorted(expected[12:]),
+        ]
 
 
 def test_retry_keeps_every_attempt(artflow_run, flow_file, tmp_path):

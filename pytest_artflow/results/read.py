@@ -71,7 +71,7 @@ def read_run(
         }
     # A run is successful if its end step is (``Run.successful``), finished
     # if its end step is (``Run.finished``).
-    end = steps.get(metaflow_seam.graph(flow.flow_class).end_step)
+    end = steps.get(metaflow_seam.end_step(metaflow_seam.graph(flow.flow_class)))
     successful = bool(end and end.task.successful)
     finished = bool(end and end.task.finished)
     result = FlowRun(

@@ -172,7 +172,7 @@ class InputPlanner:
 
     def from_scratch(self, inputs: Any) -> InputPlan:
         node, graph = self.node, self.graph
-        if node.name == graph.start_step:
+        if node.name == metaflow_seam.start_step(graph):
             if inputs:
                 raise ArtflowError(
                     f"step {node.name!r} is the first step: it reads only the flow's "
@@ -297,7 +297,7 @@ class InputPlanner:
             self._indices()  # the error for index=/input= outside any foreach
         task = self._pick(run, run[node.name].tasks)
         plan = InputPlan(parents=[])
-        if node.name == self.graph.start_step:
+        if node.name == metaflow_seam.start_step(self.graph):
             params = metaflow_seam.client_step(f"{run.pathspec}/_parameters").task
             with main_module_as(self.flow.module):
                 known = {a.id: a.data for a in params}
