@@ -1,4 +1,6 @@
-"""Exceptions raised to users. Kept import-light: task processes import it too."""
+"""Every exception and warning pytest-artflow raises on purpose, in one place
+(``pytest_artflow`` exports them all). Kept import-light: task processes
+import it too."""
 
 from __future__ import annotations
 
@@ -27,6 +29,22 @@ class FlowRunFailed(ArtflowError):
     def __init__(self, message: str, run: FlowRun | None = None) -> None:
         super().__init__(message)
         self.run = run
+
+
+class UnknownStepError(ArtflowError, KeyError):
+    """``run["nope"]``: the message lists the steps that did run."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ArtflowItemFailed(ArtflowError):
+    """An ``--artflow`` item: the flow failed, an artifact did not load, or an
+    ``artflow_expect`` line did not hold."""
+
+
+class ForkServerError(ArtflowError):
+    """The fork engine's server could not start, or died."""
 
 
 class FlowLoadWarning(UserWarning):

@@ -107,7 +107,7 @@ class ArtflowStep:
         if origin is not None and origin.flow is None:
             raise ArtflowError(f"{origin.pathspec} does not say which flow it ran")
         config = self.runner.configure(
-            origin.flow.flow_class if origin is not None else flow_or_run,
+            origin.flow.flow_class if origin is not None and origin.flow else flow_or_run,
             engine=engine,
             timeout=timeout,
             params=params,
