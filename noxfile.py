@@ -46,10 +46,23 @@ nox.options.sessions = ["core"]
 nox.options.error_on_missing_interpreters = True
 
 
-@nox.session
-@nox.parametrize("metaflow", METAFLOW_VERSIONS)
-def core(session: nox.Session, metaflow: str) -> None:
+def _core_tests(session: nox.Session, metaflow: str) -> None:
     session.install("-e", ".[test]", f"metaflow=={metaflow}")
     # pytest's exit code 5 (nothing collected) is not among nox's success codes:
     # a session that tested nothing fails.
     session.run("python", "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *CORE_TESTS)
+
+
+@nox.session
+@nox.parametrize("metaflow", METAFLOW_VERSIONS)
+def core(session: nox.Session, metaflow: str) -> None:
+    """The core tests on every tested Metaflow release."""
+    _core_tests(session, metaflow)
+
+
+@nox.session
+@nox.parametrize("metaflow", METAFLOW_VERSIONS[:-1])
+def older(session: nox.Session, metaflow: str) -> None:
+    """The core tests on the tested releases before the newest: what CI adds to
+    the whole suite, which it runs on the newest."""
+    _core_tests(session, metaflow)

@@ -20,7 +20,7 @@ import decimal
 import math
 import reprlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from . import session
@@ -243,7 +243,7 @@ class _Walk:
         elif isinstance(left, range):
             if (left.start, left.stop, left.step) != (right.start, right.stop, right.step):
                 yield f"{_where(path)}: left {_show(left)}, right {_show(right)}"
-        elif type(left).__eq__ is object.__eq__:
+        elif type(left).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]
             yield from self._pickled_state(left, right, path)
         else:
             yield from self._operator(left, right, path)
@@ -313,7 +313,7 @@ class _Walk:
             order = {id(right_key): n for n, (_, right_key) in enumerate(pairs)}
             if [order[id(key)] for key in right] != list(range(len(pairs))):
                 yield f"{_where(path)}: key order differs (an OrderedDict)"
-        if isinstance(left, defaultdict):
+        if isinstance(left, defaultdict) and isinstance(right, defaultdict):
             yield from self.diffs(
                 left.default_factory, right.default_factory, f"{path}.default_factory"
             )
@@ -393,7 +393,7 @@ class _Walk:
         if not same:
             yield f"{_where(path)}: left {_show(left)}, right {_show(right)}"
 
-    def _numpy(self, left: Any, right: Any, path: str) -> Iterator[str]:
+    def _numpy(self, left: Any, right: Any, path: str) -> Generator[str, None, bool]:
         import numpy as np
 
         if isinstance(left, np.generic):
@@ -421,7 +421,7 @@ class _Walk:
                 yield f"{_where(path)}: arrays differ:{_indent(message)}"
         return True
 
-    def _pandas(self, left: Any, right: Any, path: str) -> Iterator[str]:
+    def _pandas(self, left: Any, right: Any, path: str) -> Generator[str, None, bool]:
         import pandas as pd
 
         testing = pd.testing
@@ -458,7 +458,7 @@ def _is_numpy_scalar(value: Any) -> bool:
 def _reduce_parts(reduced: tuple[Any, ...]) -> tuple[Any, Any, Any, Any, Any]:
     """Pad a ``__reduce_ex__`` tuple and realise its item iterators."""
     func, args, state, items, dict_items = (*reduced, None, None, None, None)[:5]
-    if func is copyreg.__newobj__ and args:
+    if func is copyreg.__newobj__ and args:  # type: ignore[attr-defined]
         args = args[1:]  # the class itself, already known to match
     return (
         func,

@@ -1,4 +1,6 @@
-"""Exceptions raised to users. Kept import-light: task processes import it too."""
+"""Every exception and warning pytest-artflow raises on purpose, in one place
+(``pytest_artflow`` exports them all). Kept import-light: task processes
+import it too."""
 
 from __future__ import annotations
 
@@ -29,6 +31,22 @@ class FlowRunFailed(ArtflowError):
         self.run = run
 
 
+class UnknownStepError(ArtflowError, KeyError):
+    """``run["nope"]``: the message lists the steps that did run."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ArtflowItemFailed(ArtflowError):
+    """An ``--artflow`` item: the flow failed, an artifact did not load, or an
+    ``artflow_expect`` line did not hold."""
+
+
+class ForkServerError(ArtflowError):
+    """The fork engine's server could not start, or died."""
+
+
 class FlowLoadWarning(UserWarning):
     """Loading a flow file in the pytest process left something behind that
     cannot be undone (a thread its module-level code started)."""
@@ -48,3 +66,8 @@ class ArtifactReadError(ArtflowError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class S3Unavailable(ArtflowError):
+    """The S3 test server cannot be used: the extra is missing, it did not
+    start, or the endpoint does not answer."""

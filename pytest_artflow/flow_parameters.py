@@ -53,7 +53,11 @@ def _for_flow(flow: object, overrides: Mapping[str, Any]) -> st.SearchStrategy[d
     for key, value in overrides.items():
         # An attribute name reads as the Parameter itself on the flow class.
         attribute = getattr(ref.flow_class, key, None) if key.isidentifier() else None
-        by_attribute = attribute.name if attribute in ref.parameters.values() else None
+        by_attribute = (
+            attribute.name
+            if attribute is not None and attribute in ref.parameters.values()
+            else None
+        )
         name = key if key in ref.parameters else by_attribute
         if name not in ref.parameters:
             known = ", ".join(sorted(ref.parameters)) or "none"

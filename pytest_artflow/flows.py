@@ -248,7 +248,8 @@ def load_file(path: Path) -> ModuleType:
     if cached and cached[0] == mtime:
         return cached[1]
     for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and _same_file(module.__file__, path):
+        file = getattr(module, "__file__", None)
+        if file and _same_file(file, path):
             _loaded[path] = (mtime, module)
             return module
     name = f"artflow_flow_{path.stem}_{abs(hash(str(path))):x}"

@@ -190,7 +190,7 @@ def remove_decorators(flow_class: type, names: list[str]) -> None:
     flow_class._init_graph()  # type: ignore[attr-defined]
 
 
-def end_step(graph: Any) -> str | None:
+def end_step(graph: Any) -> str:
     """The name of the end step of a flow's ``FlowGraph``: the step whose task
     says whether the run is successful and finished.
 
@@ -201,7 +201,7 @@ def end_step(graph: Any) -> str | None:
     return getattr(graph, "end_step", "end")
 
 
-def start_step(graph: Any) -> str | None:
+def start_step(graph: Any) -> str:
     """The name of the first step of a flow's ``FlowGraph`` (the one that reads
     only the flow's Parameters). As ``end_step``: ``@step(start=True)`` and
     ``FlowGraph.start_step`` came in Metaflow 2.19.23; before, it is ``start``."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import ArtflowError, FlowRunFailed
 from .results import FlowRun, UnknownStepError
+from .results.read import datastore_of
 from .runner import ArtflowRunner
 
 
@@ -69,10 +70,8 @@ class ArtflowResume:
         self._check_origin(run, step)
         assert run.flow is not None  # _check_origin
         runner = self.runner
-        from .step import _datastore_of
-
         # Where the origin run stored its artifacts is where Metaflow clones them from.
-        datastore = _datastore_of(run)[0]
+        datastore = datastore_of(run)[0]
         config = runner.configure(run.flow, params=parameters, datastore=datastore, **options)
         id_file = runner.id_file()
         args = ["resume", "--origin-run-id", run.run_id, "--run-id-file", str(id_file)]

@@ -199,3 +199,7 @@ class ArtflowRunner:
         if check and not (run.finished and run.readable):
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
+
+
+#: The ``artflow_run`` fixture's type, for a test's annotations.
+ArtflowRun = ArtflowRunner

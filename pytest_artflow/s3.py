@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ArtflowError
+from .errors import S3Unavailable
 
 #: What to install when the S3 features are asked for without their extra.
 INSTALL_HINT = 'S3 testing needs the s3 extra: pip install "pytest-artflow[s3]" (moto, boto3)'
@@ -51,11 +51,6 @@ START_TIMEOUT = 30.0
 DATASTORE_DIR = "metaflow"
 
 _AWS = "AWS_"
-
-
-class S3Unavailable(ArtflowError):
-    """The S3 test server cannot be used: the extra is missing, it did not
-    start, or the endpoint does not answer."""
 
 
 def require() -> None:
@@ -110,7 +105,7 @@ class S3Server:
         from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        class _QuietHandler(MotoRequestHandler):
+        class _QuietHandler(MotoRequestHandler):  # type: ignore[misc]
             """No log record per request: they would fill every failing test's report."""
 
             def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -333,7 +328,7 @@ class S3Area:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
         except self.client.exceptions.NoSuchKey:
             raise KeyError(f"{self.url(key)} does not exist") from None
-        return answer["Body"].read()
+        return bytes(answer["Body"].read())
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (relative to the area), sorted."""

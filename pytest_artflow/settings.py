@@ -12,16 +12,17 @@ import pytest
 from .inflow.remote import RUN_LOCALLY_ENV
 
 if TYPE_CHECKING:
-    pass
+    from .collect.ini import Settings
+    from .engines import EngineSet
 
 #: ``--artflow-keep``: which sandboxes stay on disk after their test.
 KEEP_CHOICES = ("never", "failed", "always")
 #: The session's engines (one fork server per session).
-engines_key = pytest.StashKey["EngineSet"]()
+engines_key: pytest.StashKey[EngineSet] = pytest.StashKey()
 #: A test's reports by phase, so its sandbox's fate can depend on the outcome.
-reports_key = pytest.StashKey[dict[str, pytest.TestReport]]()
+reports_key: pytest.StashKey[dict[str, pytest.TestReport]] = pytest.StashKey()
 #: ``--artflow``'s ini entries (``artflow_params``, ``artflow_expect``).
-ini_key = pytest.StashKey["Settings"]()
+ini_key: pytest.StashKey[Settings] = pytest.StashKey()
 
 
 @dataclass

@@ -123,7 +123,7 @@ def _picklable() -> st.SearchStrategy[Any]:
     leaves = leaves | _contributed(leaves)
 
     def extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-        sized = {"max_size": 4}
+        sized: dict[str, Any] = {"max_size": 4}
         return st.one_of(
             st.lists(children, **sized),
             st.lists(children, **sized).map(tuple),
@@ -173,7 +173,7 @@ def _time_zones() -> st.SearchStrategy[datetime.tzinfo | None]:
     day = datetime.timedelta(hours=24)
     offsets = st.timedeltas(min_value=-day, max_value=day).filter(lambda delta: abs(delta) < day)
     fixed = st.builds(datetime.timezone, offsets) | st.builds(datetime.timezone, offsets, _text())
-    zones = st.none() | fixed
+    zones: st.SearchStrategy[Any] = st.none() | fixed
     if _has_zoneinfo_data():
         zones = zones | st.timezones()
     return zones
@@ -277,10 +277,10 @@ def _native_dtypes() -> st.SearchStrategy[Any]:
     import hypothesis.extra.numpy as npst
     import numpy as np
 
-    native = {"endianness": "="}
+    native: dict[str, Any] = {"endianness": "="}
     # long double (float96/float128) where the platform has one
     long_bits = np.dtype(np.longdouble).itemsize * 8
-    extended = (long_bits,) if long_bits in (96, 128) else ()
+    extended: tuple[Any, ...] = (long_bits,) if long_bits in (96, 128) else ()
     return st.one_of(
         npst.boolean_dtypes(),
         npst.integer_dtypes(**native),

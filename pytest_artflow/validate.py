@@ -27,7 +27,7 @@ def _unknown_engine(name: object, where: str, engines: EngineSet) -> str | None:
 
 def _bad_timeout(value: object, where: str) -> str | None:
     if value is None or (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value) > 0
     ):
         return None
     return f"{where}: timeout must be a positive number of seconds, not {value!r}"

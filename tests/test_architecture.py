@@ -34,7 +34,7 @@ SHARED = (
     "metaflow_seam",
     "step",
     "step.job",
-    "serialization",
+    "unpicklable",
     "compare",
     "session",
 )

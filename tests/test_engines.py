@@ -329,9 +329,19 @@ def _processes_with_env(marker: str) -> list[int]:
     return found
 
 
-def _wait_for(condition: Any, what: str, limit: float = 120.0) -> None:
+#: Seconds after which a wait for an event gives up: only so that a broken
+#: interrupt cannot hang the suite, never a budget a loaded machine must meet.
+SAFETY_LIMIT = 900.0
+
+
+def _wait_for(
+    condition: Any, what: str, limit: float = 120.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until ``condition()``; fail at once if ``proc`` ends first."""
     deadline = time.monotonic() + limit
     while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"pytest ended before {what}:\n{proc.communicate()[0].decode()}")
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")
         time.sleep(0.05)
@@ -370,21 +380,31 @@ def test_ctrl_c_ends_the_run_and_leaves_no_process(pytester, monkeypatch, tmp_pa
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for(lambda: (tmp_path / "hang-child.pid").exists(), "the step to start hanging")
+        # The event: the step and its child run (the flow writes the file last).
+        _wait_for(
+            lambda: (tmp_path / "hang-child.pid").exists(),
+            "the step to start hanging",
+            SAFETY_LIMIT,
+            proc,
+        )
         assert _processes_with_env(marker)
     finally:
         # Ctrl-C, also when waiting failed: a killed pytest could not clean up.
         proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=120)
+            output, _ = proc.communicate(timeout=SAFETY_LIMIT)
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
     assert b"KeyboardInterrupt" in output, output.decode(errors="replace")
     pids = [int((tmp_path / f"hang-{who}.pid").read_text()) for who in ("step", "child")]
-    assert not [pid for pid in pids if _alive(pid)]
-    # Nothing the session started is left: server, zygote, runtime, tasks.
-    assert _processes_with_env(marker) == []
+    # Nothing the session started is left: server, zygote, runtime, tasks. A
+    # process SIGKILLed as pytest ended is gone once its parent has reaped it.
+    _wait_for(
+        lambda: not _processes_with_env(marker) and not [p for p in pids if _alive(p)],
+        "the session's processes to be gone",
+        SAFETY_LIMIT,
+    )
 
 
 # -- what a run leaves behind --

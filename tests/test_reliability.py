@@ -144,6 +144,9 @@ def marks(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 ENGINES = pytest.mark.parametrize("engine", ["fork", "subprocess"])
+#: Seconds after which a wait for an event gives up: only so that a broken
+#: interrupt cannot hang the suite, never a budget a loaded machine must meet.
+SAFETY_LIMIT = 900.0
 
 
 @ENGINES
@@ -194,7 +197,11 @@ def interrupt_while_hung(pytester: pytest.Pytester, marks: Path, *args: str) -> 
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         stdin=None,
     )
-    deadline = time.monotonic() + 120
+    # The event: the step wrote its pids (renamed into place whole). No time
+    # budget: a loaded machine may take long to get there; pytest ending
+    # first fails at once, and SAFETY_LIMIT only keeps a broken run from
+    # hanging the suite.
+    deadline = time.monotonic() + SAFETY_LIMIT
     while not (marks / "pids").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -202,7 +209,11 @@ def interrupt_while_hung(pytester: pytest.Pytester, marks: Path, *args: str) -> 
             pytest.fail(f"the flow never started hanging:\n{out.decode()}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=SAFETY_LIMIT)
+    # What pytest SIGKILLed as it ended is gone once its parent reaped it.
+    deadline = time.monotonic() + SAFETY_LIMIT
+    while leftovers(marks) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return out.decode() + err.decode(), proc.returncode
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .. import flows, snapshot
-from ..errors import ArtflowError
+from ..errors import ArtflowError, ArtflowItemFailed
 from ..inflow.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
 from ..metaflow_seam import MISSING_PARAMETER, step_functions
 from ..settings import ini_key
@@ -76,10 +76,6 @@ class ArtflowFile(pytest.File):
             # A FlowSpec subclass without a single step is a base for flows, not one.
             if step_functions(cls):
                 yield ArtflowItem.from_parent(self, name=cls.__name__, flow_class=cls)
-
-
-class ArtflowItemFailed(ArtflowError):
-    """The flow failed, an artifact did not load, or an expectation did not hold."""
 
 
 class ArtflowItem(pytest.Item):
@@ -145,7 +141,9 @@ class ArtflowItem(pytest.Item):
         ref = runner.resolve(self.flow_class)
         names = runner.defaults.env.get(RUN_LOCALLY_ENV, "").split()
         order = {name: i for i, name in enumerate(ref.step_names)}
-        local = sorted(remote_decorators(self.flow_class, names), key=lambda d: order.get(d[0], -1))
+        local = sorted(
+            remote_decorators(self.flow_class, names), key=lambda d: order.get(d[0] or "", -1)
+        )
         summary = self.summary = FlowSummary(
             flow=self.name,
             graph_steps=len(ref.step_names),

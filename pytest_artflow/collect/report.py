@@ -190,8 +190,10 @@ def summarize(summary: FlowSummary, run: Run, step_names: Sequence[str]) -> None
         tasks = present[name]
         spans = [(task.created_at, task.finished_at) for task in tasks]
         seconds = None
-        if spans and all(start is not None and end is not None for start, end in spans):
-            elapsed = max(e for _, e in spans) - min(s for s, _ in spans)
+        starts = [start for start, _ in spans if start is not None]
+        ends = [end for _, end in spans if end is not None]
+        if spans and len(starts) == len(ends) == len(spans):
+            elapsed = max(ends) - min(starts)
             seconds = max(elapsed.total_seconds(), 0.0)
         # Metaflow's verdict per task: a task that finished without being
         # successful had its exception caught (@catch) and the run went on.

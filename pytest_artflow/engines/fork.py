@@ -23,7 +23,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import ArtflowError, MetaflowChangedWarning
+from ..errors import ArtflowError, ForkServerError, MetaflowChangedWarning
 from ..forkserver import markers, messages
 from ..forkserver import server as forkserver
 from .base import Engine, EngineResult, RunJob
@@ -33,10 +33,6 @@ from .subprocess import SubprocessEngine
 STARTUP_TIMEOUT = 120.0
 #: Seconds the server may take to confirm that a run's processes are gone.
 KILL_TIMEOUT = 30.0
-
-
-class ForkServerError(ArtflowError):
-    """The fork server could not start, or died."""
 
 
 class ForkServer:
@@ -170,7 +166,8 @@ class ForkServer:
         if message is None:
             raise ForkServerError(f"the fork server died{self._stderr_tail()}")
         if message["op"] == "exited" and message["pid"] == pid:
-            return message["code"]
+            exited = message["code"]
+            return None if exited is None else int(exited)
         return code
 
     def _kill(self, pid: int) -> None:

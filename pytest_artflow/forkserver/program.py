@@ -73,9 +73,9 @@ def std_streams(unbuffered: bool) -> None:
     for fd, mode, old in ((0, "r", sys.stdin), (1, "w", sys.stdout), (2, "w", sys.stderr)):
         buffering = 0 if unbuffered and mode == "w" else -1
         buffer = open(fd, mode + "b", buffering, closefd=False)  # noqa: SIM115
-        raw = buffer if buffering == 0 else buffer.raw
+        raw = buffer if buffering == 0 else buffer.raw  # type: ignore[attr-defined]
         stream = io.TextIOWrapper(
-            buffer,  # type: ignore[arg-type]
+            buffer,
             encoding=getattr(old, "encoding", None),
             errors=getattr(old, "errors", None),
             newline="\n",

@@ -130,7 +130,8 @@ class Server:
         self.wakeup = program.Wakeup()
         try:
             while True:
-                readable, _, _ = select.select([self.ctl, self.wakeup.read_fd], [], [])
+                watched: list[Any] = [self.ctl, self.wakeup.read_fd]
+                readable, _, _ = select.select(watched, [], [])
                 if self.wakeup.read_fd in readable:
                     self.wakeup.drain()
                     self.reap()

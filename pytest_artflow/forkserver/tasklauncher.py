@@ -62,7 +62,7 @@ class TaskLauncher:
         while True:
             message = self._receive()
             if message["op"] == "forked":
-                return message["pid"]
+                return int(message["pid"])
             if message["op"] == "error":
                 raise OSError(message["message"])
 

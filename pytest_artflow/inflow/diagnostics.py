@@ -24,10 +24,10 @@ def install() -> None:
     metaflow_seam.wrap_save_artifacts(functools.partial(_naming_member, unpicklable))
 
 
-def _naming_member(
-    unpicklable: type[Exception], original: Callable[..., Any]
-) -> Callable[..., Any]:
-    def save_artifacts(self: Any, artifacts_iter: Iterable[tuple[str, Any]], *a: Any, **kw: Any):
+def _naming_member(unpicklable: type[Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    def save_artifacts(
+        self: Any, artifacts_iter: Iterable[tuple[str, Any]], *a: Any, **kw: Any
+    ) -> Any:
         # Metaflow serializes each artifact as soon as it is drawn, so the last
         # one drawn is the one that failed.
         last: list[tuple[str, Any]] = []
@@ -41,7 +41,7 @@ def _naming_member(
             return original(self, remembered(), *a, **kw)
         except unpicklable as exc:
             if last:
-                from ..serialization import find_unpicklable
+                from ..unpicklable import find_unpicklable
 
                 name, obj = last[0]
                 where = find_unpicklable(obj, name=name)

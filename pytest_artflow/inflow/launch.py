@@ -170,7 +170,8 @@ def load_flow(path: str, class_name: str, names: dict[str, object] | None = None
     while it is unpickled.
     """
     if not class_name.startswith(SHIPPED):
-        return getattr(load_as_main(path, names), class_name)
+        loaded: type = getattr(load_as_main(path, names), class_name)
+        return loaded
     _new_main(path, names)
     with open(class_name.removeprefix(SHIPPED), "rb") as f:
         flow_class: type = pickle.load(f)

@@ -48,7 +48,7 @@ def prepare_job(job_file: str, flow_class: type, entrypoint: list[str]) -> None:
         else None
     )
     written = [_write_parent(store, origin, params, job, parent) for parent in job.parents]
-    if not job.parents:  # the start step reads the _parameters task itself
+    if not job.parents and params is not None:  # the start step reads the _parameters task
         written = [dict(params.items())]
     with open(job.report, "w", encoding="utf-8") as f:
         json.dump({"parents": written}, f)
@@ -90,7 +90,9 @@ def _run_init(flow_class: type, args: list[str], entrypoint: list[str]) -> None:
         sys.exit(code)
 
 
-def _write_parent(store: Any, origin: Any, params: Any, job: StepJob, parent: ParentTask) -> dict:
+def _write_parent(
+    store: Any, origin: Any, params: Any, job: StepJob, parent: ParentTask
+) -> dict[str, Any]:
     out = store.get_task_datastore(job.run_id, parent.step, parent.task_id, attempt=0, mode="w")
     out.init_task()
     if parent.origin is not None:

@@ -4,6 +4,7 @@ from (``provenance``)."""
 
 from __future__ import annotations
 
+from ..errors import UnknownStepError
 from .failure import describe_failure, find_failure
 from .model import (
     ArtifactData,
@@ -13,7 +14,6 @@ from .model import (
     FlowRun,
     StepResult,
     TaskResult,
-    UnknownStepError,
 )
 from .read import main_module_as, read_run, read_task
 

@@ -188,7 +188,8 @@ def timeout_failure(run: FlowRun, timeout: float | None) -> Any:
             "the run's process group was killed (processes a step started in a session "
             "of their own are not tracked on this platform)"
         )
-    first = (hung or held or [None])[0]
+    stuck = hung or held
+    first = stuck[0] if stuck else None
     return Failure(
         step=first.step if first else None,
         task=first.pathspec if first else None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArtflowError, ArtifactReadError
+from ..errors import ArtflowError, ArtifactReadError, UnknownStepError
 from .provenance import remember
 
 if TYPE_CHECKING:
@@ -20,14 +20,7 @@ if TYPE_CHECKING:
     from ..snapshot import RunSnapshot, StepSnapshot, TaskSnapshot
 
 
-class UnknownStepError(ArtflowError, KeyError):
-    """``run["nope"]``: the message lists the steps that did run."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class _PartlyRead(dict):
+class _PartlyRead(dict[str, Any]):
     """``task.artifacts`` of a task some of whose artifacts did not load: a
     plain dict of those that did, whose missing names say why they are missing."""
 

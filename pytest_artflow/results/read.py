@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .. import metaflow_seam
+from ..errors import ArtflowError
 from .cards import has_cards, read_cards
 from .failure import _blame_worker, _is_unreadable, find_failure, read_failure, user_traceback
 from .model import CaughtException, FlowRun, StepResult, TaskResult, _PartlyRead
@@ -331,3 +332,13 @@ def _order_key(task: TaskResult) -> tuple[Any, ...]:
         number,
         task.id,
     )
+
+
+def datastore_of(run: FlowRun) -> tuple[str, str]:
+    """The datastore type and root a run's tasks wrote to, as their metadata says."""
+    for step in run.client:
+        for task in step:
+            meta = task.metadata_dict
+            if meta.get("ds-type") and meta.get("ds-root"):
+                return meta["ds-type"], meta["ds-root"]
+    raise ArtflowError(f"{run.pathspec} has no task that says where it stored its artifacts")

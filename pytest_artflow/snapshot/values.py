@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from types import BuiltinFunctionType, FunctionType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArtifactReadError
 
@@ -53,16 +53,16 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 INSTALL_HINT = "snapshots need syrupy: pip install 'pytest-artflow[snapshot]'"
 
 
-class RunSnapshot(OrderedDict):
+class RunSnapshot(OrderedDict[str, Any]):
     """Step name -> ``StepSnapshot``, in graph order (amber keeps the order
     of an ``OrderedDict``)."""
 
 
-class StepSnapshot(list):
+class StepSnapshot(list[Any]):
     """One ``TaskSnapshot`` per task of a step, in foreach-index order."""
 
 
-class TaskSnapshot(dict):
+class TaskSnapshot(dict[str, Any]):
     """Artifact name -> its readable value (amber sorts the names)."""
 
 
@@ -79,7 +79,7 @@ class Shown:
         return self.text
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.text == self.text  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.text == self.text
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.text))
@@ -196,7 +196,7 @@ class _Readable:
             items = [self.convert(v, depth) for v in value]
             if all(a is b for a, b in zip(items, value, strict=True)):
                 return value
-            return type(value)._make(items)
+            return cast(Any, type(value))._make(items)
         if isinstance(value, dict):
             pairs = [(self.convert(k, depth), self.convert(v, depth)) for k, v in value.items()]
             if all(k is a and v is b for (k, v), (a, b) in zip(pairs, value.items(), strict=True)):
@@ -217,7 +217,7 @@ class _Readable:
     def other(self, value: Any) -> Any:
         cls = type(value)
         text = None
-        if cls.__repr__ is not object.__repr__:
+        if cast(Any, cls).__repr__ is not object.__repr__:
             try:
                 text = repr(value)
             except Exception:
@@ -352,7 +352,7 @@ def _pickle_hash(value: Any) -> str:
         except Exception as exc:
             return f"unpicklable: {type(exc).__name__}"
 
-    class Hasher(NumpyHasher):  # type: ignore[misc, valid-type]
+    class Hasher(NumpyHasher):  # type: ignore[misc]
         def save_global(self, obj: Any, name: str | None = None, **kwargs: Any) -> None:
             module = getattr(obj, "__module__", None) or ""
             if _FLOW_MODULE.match(module):
@@ -365,7 +365,7 @@ def _pickle_hash(value: Any) -> str:
         dispatch[FunctionType] = save_global
 
     try:
-        return Hasher(hash_name="sha256").hash(value)[:16]
+        return str(Hasher(hash_name="sha256").hash(value))[:16]
     except Exception as exc:
         return f"unhashable: {type(exc).__name__}"
 

@@ -112,7 +112,7 @@ class ArtflowStep:
         if origin is not None and origin.flow is None:
             raise ArtflowError(f"{origin.pathspec} does not say which flow it ran")
         config = self.runner.configure(
-            origin.flow.flow_class if origin is not None else flow_or_run,
+            origin.flow.flow_class if origin is not None and origin.flow else flow_or_run,
             engine=engine,
             timeout=timeout,
             params=params,
@@ -171,7 +171,9 @@ class ArtflowStep:
             storage=config.datastore,
         )
         if origin is not None:
-            job.origin_storage, job.origin_root = _datastore_of(origin)
+            from ..results.read import datastore_of
+
+            job.origin_storage, job.origin_root = datastore_of(origin)
         job_file = scratch / "job.pickle"
         job_file.write_bytes(pickle.dumps(job))
 
@@ -290,16 +292,6 @@ def _input_steps(flow: FlowRef, run_id: str, plan: InputPlan) -> dict[str, StepR
             )
             steps.setdefault(parent.step, StepResult(parent.step, [])).tasks.append(task)
     return steps
-
-
-def _datastore_of(run: FlowRun) -> tuple[str, str]:
-    """The datastore type and root a run's tasks wrote to, as their metadata says."""
-    for step in run.client:
-        for task in step:
-            meta = task.metadata_dict
-            if meta.get("ds-type") and meta.get("ds-root"):
-                return meta["ds-type"], meta["ds-root"]
-    raise ArtflowError(f"{run.pathspec} has no task that says where it stored its artifacts")
 
 
 def _run_id(scratch: Path) -> str:

@@ -23,10 +23,12 @@ class HangingFlow(FlowSpec):
     @step
     def hang(self):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        with open(os.path.join(self.pid_dir, "hang-step.pid"), "w") as f:
-            f.write(str(os.getpid()))
-        with open(os.path.join(self.pid_dir, "hang-child.pid"), "w") as f:
-            f.write(str(child.pid))
+        # Each file appears whole (written, then renamed): a test waits for it.
+        for name, pid in (("hang-step.pid", os.getpid()), ("hang-child.pid", child.pid)):
+            path = os.path.join(self.pid_dir, name)
+            with open(path + ".tmp", "w") as f:
+                f.write(str(pid))
+            os.replace(path + ".tmp", path)
         print("hanging now", flush=True)
         while True:
             time.sleep(1)

@@ -1,0 +1,167 @@
+"""The fork server's pure parts, without a server: the message protocol, the
+marker environment and bindings, and which task commands may be forked."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import types
+from collections import namedtuple
+
+import pytest
+
+from pytest_artflow.forkserver import markers, messages
+from pytest_artflow.forkserver.tasklauncher import TaskLauncher
+
+# -- messages --
+
+
+def test_a_message_and_its_descriptors_arrive_whole() -> None:
+    left, right = socket.socketpair()
+    read, write = os.pipe()
+    try:
+        big = {"op": "job", "blob": b"x" * (3 << 20), "env": {"A": "1"}}
+        # Bigger than a socket's buffer: the sender waits for the reader.
+        sender = threading.Thread(target=messages.send, args=(left, big, [write]))
+        sender.start()
+        received, fds = messages.recv(right)
+        sender.join()
+        assert received == big
+        assert len(fds) == 1
+        os.write(fds[0], b"through the passed descriptor")
+        os.close(fds[0])
+        assert os.read(read, 100) == b"through the passed descriptor"
+    finally:
+        for s in (left, right):
+            s.close()
+        os.close(read)
+        os.close(write)
+
+
+def test_end_of_stream_and_a_cut_message() -> None:
+    left, right = socket.socketpair()
+    messages.send(left, {"op": "one"})
+    left.close()
+    assert messages.recv(right) == ({"op": "one"}, [])
+    assert messages.recv(right) == (None, [])
+    right.close()
+
+    left, right = socket.socketpair()
+    left.sendall(messages._HEADER.pack(100) + b"only part")
+    left.close()
+    with pytest.raises(EOFError, match="mid-message"):
+        messages.recv(right)
+    right.close()
+
+
+# -- markers --
+
+
+def test_server_environment_puts_markers_in_place_of_per_run_values() -> None:
+    env = {"HOME": "/sandbox/home", "METAFLOW_USER": "artflow", "PATH": "/bin"}
+    server_env, marked = markers.server_environ(env, "tok")
+    assert set(marked) == {"HOME", "METAFLOW_USER"}
+    assert all(v.startswith(markers.SENTINEL_PREFIX + "tok/") for v in marked.values())
+    assert server_env == {**env, **marked}
+
+
+def test_runs_share_a_server_unless_an_import_time_variable_differs() -> None:
+    base = {"HOME": "/a", "METAFLOW_USER": "u", "PATH": "/bin", "PYTHONPATH": "/x"}
+    other_sandbox = {**base, "HOME": "/b", "PYTHONPATH": "/y", "PATH": "/usr/bin"}
+    assert markers.server_key(base) == markers.server_key(other_sandbox)
+    assert markers.server_key(base) != markers.server_key({**base, "METAFLOW_PROFILE": "p"})
+    assert markers.server_key(base) != markers.server_key({**base, "LANG": "C"})
+
+
+def test_bindings_find_and_rewrite_every_place_a_marker_is_held(monkeypatch) -> None:
+    marker = markers.SENTINEL_PREFIX + "unit/HOME"
+    module = types.ModuleType("artflow_unit_marked")
+    Pair = namedtuple("Pair", "path other")
+
+    class Config:
+        root = marker + "/datastore"
+
+    def default(path=marker):
+        return path
+
+    def closure():
+        held = marker + "/cell"
+        return lambda: held
+
+    module.ROOT = marker
+    module.PATHS = [marker + "/a", "untouched"]
+    module.NESTED = {"pair": Pair(marker, 1), "tuple": ("x", (marker,))}
+    module.Config = Config
+    module.default = default
+    module.inner = closure()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    found = markers.Bindings.find(markers.SENTINEL_PREFIX + "unit/")
+    assert found.unpatchable == []
+    found.apply(lambda text: text.replace(marker, "/run/home"))
+    assert module.ROOT == "/run/home"
+    assert module.PATHS == ["/run/home/a", "untouched"]
+    assert module.NESTED["pair"] == Pair("/run/home", 1)
+    assert type(module.NESTED["pair"]) is Pair
+    assert module.NESTED["tuple"] == ("x", ("/run/home",))
+    assert Config.root == "/run/home/datastore"
+    assert module.default() == "/run/home"
+    assert module.inner() == "/run/home/cell"
+
+
+def test_a_marker_as_a_dict_key_cannot_be_rewritten(monkeypatch) -> None:
+    marker = markers.SENTINEL_PREFIX + "unit2/HOME"
+    module = types.ModuleType("artflow_unit_key")
+    # (The collector lists the keys of a dict only when not all keys are str.)
+    module.BY_PATH = {marker: 1, 2: "two"}
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    found = markers.Bindings.find(markers.SENTINEL_PREFIX + "unit2/")
+    assert found.unpatchable == [f"a dict key {marker!r:.100}"]
+
+
+# -- which task commands are forked --
+
+
+@pytest.fixture
+def launcher() -> TaskLauncher:
+    return TaskLauncher(socket.socket(), [sys.executable, "-m", "pytest_artflow.inflow.launch"])
+
+
+def _task(launcher: TaskLauncher, **changes: object) -> tuple[list[str], dict[str, object]]:
+    args = [*launcher.entrypoint, "flow.py", "Flow", "step", "start"]
+    kwargs: dict[str, object] = {
+        "env": {**os.environ, "METAFLOW_RUN_ID": "1"},
+        "bufsize": 1,
+        "stdin": subprocess.PIPE,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+    }
+    kwargs.update(changes)
+    return args, kwargs
+
+
+def test_the_runtimes_task_command_is_forked(launcher: TaskLauncher) -> None:
+    assert launcher.can_fork(*_task(launcher))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"stdout": None},
+        {"cwd": "/"},
+        {"env": None},
+        {"env": {**os.environ, "METAFLOW_RUN_ID": "1", "FROM_ENVIRONMENT_DECORATOR": "x"}},
+    ],
+    ids=["own-stdout", "other-option", "no-env", "changed-env"],
+)
+def test_anything_else_starts_a_new_interpreter(launcher: TaskLauncher, changes) -> None:
+    assert not launcher.can_fork(*_task(launcher, **changes))
+
+
+def test_another_program_is_not_forked(launcher: TaskLauncher) -> None:
+    args, kwargs = _task(launcher)
+    assert not launcher.can_fork(["git", "status"], kwargs)
+    assert not launcher.can_fork(" ".join(args), kwargs)
