@@ -132,10 +132,10 @@ class FlowRef:
 
         Runs happen in the sandbox, not where the test or the flow lives, so
         paths are made absolute: a file given by the test is looked for as a
-        flow file is (beside the test, the rootdir, the working directory), and
-        a ``Config`` whose default is a path relative to the flow file gets
-        that file, as when ``python flow.py run`` starts in the flow's
-        directory.
+        flow file is (beside the test, the rootdir, the working directory). A
+        ``Config`` whose default is a path relative to the flow file needs no
+        option: the launcher anchors it in every process of the run
+        (``metaflow_seam.anchor_config_defaults``).
         """
         from .metaflow_seam import ConfigValue
 
@@ -163,14 +163,8 @@ class FlowRef:
             # A string is passed as is: JSON, or text for the Config's parser.
             text = value if isinstance(value, str) else json.dumps(value)
             args += ["--config-value", name, text]
-        for name, param in self.configs.items():
-            default = _declared(param, "default")
-            if name in files or name in values or not getattr(param, "_default_is_file", False):
-                continue
-            if isinstance(default, str) and not os.path.isabs(default):
-                candidate = self.file.parent / default
-                if candidate.is_file():
-                    args += ["--config", name, str(candidate)]
+        # A Config whose default is a file beside the flow: the launcher
+        # makes that default absolute in the flow's processes.
         return args
 
     def _config_name(self, key: str) -> str:

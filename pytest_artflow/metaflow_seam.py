@@ -78,6 +78,7 @@ import contextlib  # noqa: E402
 import functools  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
@@ -171,6 +172,28 @@ def declared(param: Any, key: str) -> Any:
     the flow's configs are resolved (in the flow's processes); before that
     they sit in ``_override_kwargs``."""
     return param.kwargs.get(key, getattr(param, "_override_kwargs", {}).get(key))
+
+
+def anchor_config_defaults(flow_class: type, directory: str) -> None:
+    """Make each ``Config``'s relative default file absolute, against
+    ``directory`` (the flow file's), where the file is there and not in the
+    working directory: users run ``python flow.py`` from the flow's directory,
+    runs here start in the sandbox. Metaflow reads a Config's default from its
+    ``kwargs`` when its CLI is imported, in every command (``resume`` too,
+    which takes no ``--config`` but parses the defaults before it replaces
+    them with the origin run's values)."""
+    for _, param in parameters(flow_class):
+        if not getattr(param, "IS_CONFIG_PARAMETER", False):
+            continue
+        default = param.kwargs.get("default")
+        if (
+            getattr(param, "_default_is_file", False)
+            and isinstance(default, str)
+            and not os.path.isabs(default)
+            and not os.path.exists(default)
+            and os.path.isfile(os.path.join(directory, default))
+        ):
+            param.kwargs["default"] = os.path.join(directory, default)
 
 
 def remove_decorators(flow_class: type, names: list[str]) -> None:

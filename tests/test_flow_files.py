@@ -55,6 +55,30 @@ def test_config_default_relative_to_the_flow_file(artflow_run, flow_file, engine
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_resume_reads_the_config_default_beside_the_flow(
+    artflow_run, artflow_resume, artflow_sandbox, flow_file, engine
+):
+    """``cd flows && python flow.py resume`` parses the default file too (then
+    takes the origin run's values); so does ``artflow_resume``."""
+    path = flow_file(
+        CONFIG_FLOW.replace(
+            "            self.all_settings = dict(self.settings)",
+            "            import os\n"
+            "            if not os.path.exists('fixed'):\n"
+            "                raise RuntimeError('not yet')\n"
+            "            self.all_settings = dict(self.settings)",
+        )
+    )
+    write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")
+    run = artflow_run(path, engine=engine, check=False)
+    assert run.failure is not None and run.failure.step == "end"
+    (artflow_sandbox.root / "fixed").touch()  # the working directory of the resume
+    resumed = artflow_resume(run, engine=engine)
+    assert resumed["start"].task.cloned
+    assert resumed["end"].data.all_settings == {"alpha": 0.5, "model": "tree"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_config_file_and_value_given_to_artflow_run(artflow_run, flow_file, engine):
     path = flow_file(CONFIG_FLOW)
     write_config(path.parent / "data" / "config.json", alpha=0.5, model="tree")

@@ -255,6 +255,7 @@ def run_cli(flow_class: type, path: str, class_name: str) -> None:
 
     entrypoint = task_entrypoint(path, class_name)
     relaunch_with(entrypoint)
+    metaflow_seam.anchor_config_defaults(flow_class, os.path.dirname(path))
     with metaflow_seam.flow_context(flow_class):
         # Metaflow's CLI adds the flow's options (Parameters, flow decorators
         # such as @project's --branch) when metaflow.cli is first imported, as
