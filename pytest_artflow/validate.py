@@ -16,6 +16,11 @@ from collections.abc import Mapping
 import pytest
 
 from .engines import EngineSet
+from .settings import DATASTORES
+
+#: What ``@pytest.mark.artflow`` takes.
+_ARGUMENTS = ("engine", "timeout", "env", "datastore")
+_TAKES = ", ".join(f"{name}=" for name in _ARGUMENTS)
 
 
 def _unknown_engine(name: object, where: str, engines: EngineSet) -> str | None:
@@ -66,18 +71,21 @@ def marker_problems(item: pytest.Item, engines: EngineSet) -> list[str]:
     where = "@pytest.mark.artflow"
     problems: list[str | None] = []
     if marker.args:
-        problems.append(f"{where} takes keyword arguments only (engine=, timeout=, env=)")
-    unknown = sorted(set(marker.kwargs) - {"engine", "timeout", "env"})
+        problems.append(f"{where} takes keyword arguments only ({_TAKES})")
+    unknown = sorted(set(marker.kwargs) - set(_ARGUMENTS))
     if unknown:
-        problems.append(
-            f"{where}: unknown argument(s) {', '.join(unknown)} (it takes engine=, timeout=, env=)"
-        )
+        problems.append(f"{where}: unknown argument(s) {', '.join(unknown)} (it takes {_TAKES})")
     if marker.kwargs.get("engine") is not None:
         problems.append(_unknown_engine(marker.kwargs["engine"], f"{where}(engine=)", engines))
     problems.append(_bad_timeout(marker.kwargs.get("timeout"), f"{where}(timeout=)"))
     env = marker.kwargs.get("env")
     if env is not None and not isinstance(env, Mapping):
         problems.append(f"{where}(env=) must be a dict of variable name to value, not {env!r}")
+    datastore = marker.kwargs.get("datastore")
+    if datastore is not None and datastore not in DATASTORES:
+        problems.append(
+            f"{where}(datastore=) must be {' or '.join(map(repr, DATASTORES))}, not {datastore!r}"
+        )
     return [p for p in problems if p]
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from syrupy.extensions.amber import AmberDataSerializer
 
+import pytest_artflow.snapshot
 from pytest_artflow.snapshot import ArrayValue, OpaqueValue, readable
 from pytest_artflow.snapshot import values as snapshot
 
@@ -395,7 +396,7 @@ def test_without_syrupy_the_snapshot_options_say_what_to_install(
 
     monkeypatch.setitem(sys.modules, "syrupy", None)
     with pytest.raises(ImportError, match=r"pytest-artflow\[snapshot\]"):
-        snapshot.ArtifactExtension  # noqa: B018
+        pytest_artflow.snapshot.ArtifactExtension  # noqa: B018
     # The value itself needs no syrupy.
     assert isinstance(readable(np.ones(2)), ArrayValue)
 
