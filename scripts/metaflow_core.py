@@ -91,10 +91,7 @@ def load_cases(
                 directory.mkdir(parents=True)
                 (directory / "test_flow.py").write_text(formatter.flow_code)
                 (directory / "check_flow.py").write_text(formatter.check_code)
-                # As the suite's PYTHONPATH has them: its test helpers and the
-                # Metaflow extensions some cases load.
-                for package in ("metaflow_test", "metaflow_extensions"):
-                    shutil.copytree(core / package, directory / package)
+                shutil.copytree(core / "metaflow_test", directory / "metaflow_test")
                 for file in formatter.copy_files:
                     shutil.copy2(core / "tests" / file, directory / file)
                 cases.append(
