@@ -37,6 +37,7 @@ SHARED = (
     "unpicklable",
     "compare",
     "session",
+    "timeline",
 )
 #: Third-party packages of the pytest process only.
 PYTEST_ONLY_PACKAGES = ("pytest", "_pytest", "pluggy", "hypothesis", "xdist")
