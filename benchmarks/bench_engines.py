@@ -382,9 +382,9 @@ class Target:
         met = median <= self.seconds
         return f"{1000 * median:.0f} ms ({'met' if met else 'missed'})"
 
-    def __str__(self) -> str:
+    def text(self, reference: str) -> str:
         if self.ratio:
-            return f"{self.variant} at least {self.ratio:g}x faster than the first variant"
+            return f"{self.variant} at least {self.ratio:g}x faster than {reference}"
         return f"{self.variant} at most {1000 * self.seconds:g} ms"
 
 
@@ -603,7 +603,7 @@ def _report_times(cases: list[Case], bases: dict[str, str], times: Times) -> Non
                     )
                     for base, label in bases.items()
                 )
-                print(f"  target: {target}; {measured}")
+                print(f"  target: {target.text(reference)}; {measured}")
     small = next((c for c in cases if c.name == "seed flow"), None)
     large = next((c for c in cases if c.name == "100-way foreach"), None)
     if small and large:
