@@ -174,7 +174,7 @@ VARIANTS: dict[str, Variant] = {
 
 #: The single step timed: ``middle`` of the seed flow, given this list.
 STEP, STEP_INPUTS = "middle", {"some_data": [9, 9]}
-_earlier: dict[tuple[str, str], Any] = {}
+_earlier: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
 
 def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:

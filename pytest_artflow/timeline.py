@@ -89,8 +89,6 @@ ROLE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("main", ("main.",)),
     ("server", ("server.",)),
 )
-T = TypeVar("T")
-
 #: Where a run begins: time 0 of its budget.
 RUN_START = "run.requested"
 
@@ -222,6 +220,9 @@ def _named_task(m: Mark, spans: dict[str, tuple[int, int | None]]) -> tuple[int,
         if token in spans:
             return spans[token]
     return None
+
+
+T = TypeVar("T")
 
 
 def _at(marks: list[Mark], phase: str, default: T) -> int | T:

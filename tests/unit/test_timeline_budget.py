@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from pytest_artflow import timeline
 from pytest_artflow.timeline import Mark
 
@@ -156,7 +154,7 @@ def test_runs_one_after_another_are_split_at_their_requests() -> None:
     assert timeline.budget(runs[1]).milestones == timeline.budget(first).milestones
 
 
-def test_marks_written_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_marks_written_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "marks.txt"
     timeline.start(str(path))
     try:
@@ -166,5 +164,8 @@ def test_marks_written_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
         timeline.start(None)
     timeline.mark("results.read")  # off: not written
     read = timeline.read(str(path))
-    assert [(m.phase, m.detail) for m in read] == [("run.requested", ""), ("read.start", "two words")]
+    assert [(m.phase, m.detail) for m in read] == [
+        ("run.requested", ""),
+        ("read.start", "two words"),
+    ]
     assert timeline.roles(read) == {read[0].pid: "pytest"}
