@@ -5,7 +5,8 @@
     (c) artflow ``subprocess``      pytest-artflow's reference engine
     (d) artflow ``fork``            pytest-artflow's fast engine
 
-Usage: ``python benchmarks/bench_engines.py [--repeat N] [--case NAME ...]``
+Usage: ``python benchmarks/bench_engines.py [--repeat N] [--case NAME ...]
+[--tmp DIR ...] [--profile]``
 
 Every run gets a fresh sandbox (its own datastore, metadata, Metaflow home and
 temp dir, the environment ``Sandbox.environ`` gives); the artflow variants go
@@ -13,12 +14,26 @@ through ``ArtflowRunner`` (what the ``artflow_run`` fixture calls) and so
 include reading every artifact of every task back. Each variant lives in a
 worker process of its own, started once and warmed up with one untimed run
 (the fork engine starts its server then); the timed runs are interleaved
-round-robin across the variants, so that the noise of a shared machine falls
-on all of them alike, and each one starts after ``sync``, so that none pays for
-writing out (or, on a disk mounted with ``discard``, trimming) what the one
-before it wrote and deleted. Peak memory is the largest resident set of any process
-of a run, from ``getrusage(RUSAGE_CHILDREN)`` in a fresh process that makes
-exactly one run (and, for the fork engine, stops its server before reading).
+round-robin across the variants and the locations, so that the noise of a
+shared machine falls on all of them alike, and each one starts after ``sync``,
+so that none pays for writing out what the one before it wrote.
+
+Sandboxes go in each ``--tmp`` directory in turn (by default the system's
+temp dir, usually a disk, and ``/dev/shm``, a tmpfs), each location with a full
+set of figures. No sandbox is deleted before the last timed run: on ext4,
+creating files is many times slower for minutes after files were deleted (the
+kernel checks inodes being reused), so a benchmark that deletes as it goes
+measures that, not the engine. Peak memory is the largest resident set of any
+process of a run, from ``getrusage(RUSAGE_CHILDREN)`` in a fresh process that
+makes exactly one run (and, for the fork engine, stops its server before
+reading).
+
+``--profile`` then runs the fork engine's variant of each case again, in a
+worker of its own with ``PYTEST_ARTFLOW_TIMELINE`` set (the file emptied before
+each run), and prints the budget of a run phase by phase, medians of the
+repeats (``pytest_artflow.timeline.budget``): when each phase first happened
+in which process, and per task what came before its code started and after
+it exited.
 
 Add a case by adding a ``Case`` to ``CASES``; a case that needs other ways to
 run (a single step, say) gives its own ``variants`` table.
@@ -27,11 +42,11 @@ run (a single step, say) gives its own ``variants`` table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -159,7 +174,7 @@ VARIANTS: dict[str, Variant] = {
 
 #: The single step timed: ``middle`` of the seed flow, given this list.
 STEP, STEP_INPUTS = "middle", {"some_data": [9, 9]}
-_earlier: dict[str, Any] = {}
+_earlier: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
 
 def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:
@@ -167,12 +182,13 @@ def _earlier_run(case: Case, sandbox: Any) -> tuple[Any, Any, Any]:
     the warm-up round), its ``FlowRun`` and an ``ArtflowStep`` on it."""
     from pytest_artflow.step.fixture import ArtflowStep
 
-    if case.name not in _earlier:
-        kept = _sandbox(str(sandbox.root.parent))  # under the benchmark's base directory
+    base = str(sandbox.root.parent)  # the benchmark's directory in this location
+    if (case.name, base) not in _earlier:
+        kept = _sandbox(base)
         runner = _runner(kept)
         with kept.client_scope():
-            _earlier[case.name] = (kept, runner(case.flow), ArtflowStep(runner))
-    return _earlier[case.name]
+            _earlier[case.name, base] = (kept, runner(case.flow), ArtflowStep(runner))
+    return _earlier[case.name, base]
 
 
 def run_spin(case: Case, sandbox: Any) -> None:
@@ -280,28 +296,44 @@ def _sandbox(base: str) -> Any:
     return Sandbox(Path(tempfile.mkdtemp(prefix="sandbox-", dir=base)))
 
 
-def _timing_worker(variant_name: str, base: str, conn: Any) -> None:
-    """Serve timed runs of one variant until told to stop."""
-    cases = {c.name: c for c in CASES}
+def _run_once(variant_name: str, case_name: str, base: str) -> float | str:
+    """One timed run of a variant in a new sandbox under ``base``, kept there:
+    sandboxes are deleted after the last timed run (see the module's doc)."""
+    case = next(c for c in CASES if c.name == case_name)
+    sandbox = _sandbox(base)
+    # What earlier runs left for the disk to do (their files) is written out
+    # before, not during, this run.
+    os.sync()
     try:
-        while True:
-            request = conn.recv()
-            if request is None:
-                break
-            case = cases[request]
-            sandbox = _sandbox(base)
-            # What earlier runs left for the disk to do (their files, the
-            # deletion of their sandboxes) is done before, not during, this run.
-            os.sync()
-            try:
-                started = time.perf_counter()
-                _variants(case)[variant_name](case, sandbox)
-                answer: float | str = time.perf_counter() - started
-            except Exception as exc:
-                answer = f"{type(exc).__name__}: {exc}"
-            # Removed before answering, so that no deletion runs beside the next timed run.
-            shutil.rmtree(sandbox.root, ignore_errors=True)
-            conn.send(answer)
+        started = time.perf_counter()
+        _variants(case)[variant_name](case, sandbox)
+        return time.perf_counter() - started
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _timing_worker(variant_name: str, conn: Any) -> None:
+    """Serve timed runs of one variant, ``(case, base directory)``, until told to stop."""
+    try:
+        while (request := conn.recv()) is not None:
+            conn.send(_run_once(variant_name, *request))
+    finally:
+        if _engines is not None:
+            _engines.close()
+
+
+def _profile_worker(variant_name: str, path: str, conn: Any) -> None:
+    """Serve runs of one variant with timeline marks written to ``path``
+    (emptied before each run); answers each with the run's ``Budget``."""
+    from pytest_artflow import timeline
+
+    os.environ[timeline.ENV] = path  # the runs' processes inherit it
+    timeline.start(path)
+    try:
+        while (request := conn.recv()) is not None:
+            os.truncate(path, 0)
+            answer = _run_once(variant_name, *request)
+            conn.send(answer if isinstance(answer, str) else timeline.budget(timeline.read(path)))
     finally:
         if _engines is not None:
             _engines.close()
@@ -320,8 +352,6 @@ def _memory_worker(variant_name: str, case_name: str, base: str, conn: Any) -> N
         conn.send((children, itself))
     except Exception as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
-    finally:
-        shutil.rmtree(sandbox.root, ignore_errors=True)
 
 
 def _variants(case: Case) -> dict[str, Variant]:
@@ -329,6 +359,66 @@ def _variants(case: Case) -> dict[str, Variant]:
 
 
 # -- the benchmark --
+
+#: The variant ``--profile`` follows in each table of variants.
+PROFILED = ("(d) artflow fork", "(v) step fork", "(d) fork, local")
+
+
+@dataclass
+class Target:
+    """A target of the fork engine's speed: its median against a reference
+    variant's (``ratio``: at least that many times faster) or a limit (``seconds``)."""
+
+    case: str
+    variant: str
+    ratio: float = 0.0
+    seconds: float = 0.0
+
+    def describe(self, times: list[float], reference: list[float]) -> str:
+        median = statistics.median(times)
+        if self.ratio:
+            measured = statistics.median(reference) / median
+            return f"{measured:.1f}x ({'met' if measured >= self.ratio else 'missed'})"
+        met = median <= self.seconds
+        return f"{1000 * median:.0f} ms ({'met' if met else 'missed'})"
+
+    def text(self, reference: str) -> str:
+        if self.ratio:
+            return f"{self.variant} at least {self.ratio:g}x faster than {reference}"
+        return f"{self.variant} at most {1000 * self.seconds:g} ms"
+
+
+TARGETS = [
+    Target("seed flow", "(d) artflow fork", ratio=11),
+    Target("100-way foreach", "(d) artflow fork", ratio=10),
+    Target("single step", "(v) step fork", seconds=0.050),
+]
+#: Per-task overhead of the fork engine, at most (ms).
+TASK_OVERHEAD_TARGET = 15.0
+
+
+def default_locations() -> list[str]:
+    """The system's temp dir (a disk, usually) and ``/dev/shm`` (a tmpfs) if there is one."""
+    found = [tempfile.gettempdir()]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        found.append("/dev/shm")
+    return list(dict.fromkeys(found))
+
+
+def filesystem(path: str) -> str:
+    """The type of the file system ``path`` is on (``/proc/mounts``), or ``"?"``."""
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                _, point, fstype, *_ = line.split()
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fstype
+    except OSError:
+        pass
+    return kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,13 +429,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tmp",
+        action="append",
         default=None,
-        help="directory for the sandboxes (default: the system's temp dir; "
-        "e.g. /dev/shm to take the disk out of the figures)",
+        help="a directory for the sandboxes; give it more than once for figures side by "
+        "side (default: the system's temp dir and /dev/shm, a tmpfs, if there is one)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the fork engine with timeline marks (PYTEST_ARTFLOW_TIMELINE) and "
+        "print the per-phase budget of a run (medians of the repeats)",
     )
     options = parser.parse_args(argv)
     cases = [c for c in CASES if not options.case or c.name in options.case]
     names = list(dict.fromkeys(n for c in cases for n in _variants(c)))
+    locations = options.tmp or default_locations()
     spawn = multiprocessing.get_context("spawn")
 
     import metaflow
@@ -353,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"pytest-artflow engine benchmark: {options.repeat} timed runs per variant, "
         f"Python {platform.python_version()}, metaflow {metaflow.__version__}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        f"{os.cpu_count()} CPUs, load average {_load()}",
         flush=True,
     )
     if any(c.variants is S3_VARIANTS for c in cases):
@@ -366,38 +464,68 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - started:.3f}s",
             flush=True,
         )
-    with tempfile.TemporaryDirectory(prefix="artflow-bench-", dir=options.tmp) as base:
-        print(f"sandboxes under {base}", flush=True)
-        times = _time_all(spawn, base, cases, names, options.repeat)
-        _report_times(cases, names, times)
+    with contextlib.ExitStack() as stack:
+        bases = {}
+        for location in locations:
+            base = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="artflow-bench-", dir=location)
+            )
+            bases[base] = f"{location} ({filesystem(location)})"
+            print(f"sandboxes under {base}, on {filesystem(location)}", flush=True)
+        # Every sandbox stays until all runs are done: deleting files slows down
+        # the creation of new ones on some file systems (ext4) for minutes.
+        times = _time_all(spawn, list(bases), cases, names, options.repeat)
+        budgets = _profile_all(spawn, list(bases), cases, options.repeat) if options.profile else {}
+        print(f"\nload average after the timed runs: {_load()}")
+        _report_times(cases, bases, times)
+        for case in cases:
+            for base, label in bases.items():
+                if (case.name, base) in budgets:
+                    print(
+                        f"\nper-phase budget, {case.name}, {budgets[case.name, base][0]}, "
+                        f"sandboxes on {label}: medians of {options.repeat} runs, "
+                        "ms since run.requested"
+                    )
+                    print("\n".join(budgets[case.name, base][1]))
         for case in cases:
             if case.artifact_bytes:
-                _report_memory(spawn, base, case, names)
+                _report_memory(spawn, next(iter(bases)), case)
+        print("\ndeleting the sandboxes ...", flush=True)
     return 0
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+Times = dict[tuple[str, str, str], list[float]]
+
+
 def _time_all(
-    spawn: Any, base: str, cases: list[Case], names: list[str], repeat: int
-) -> dict[tuple[str, str], list[float]]:
+    spawn: Any, bases: list[str], cases: list[Case], names: list[str], repeat: int
+) -> Times:
+    """Every variant's runs of every case in every location, interleaved
+    round-robin (round 0 warms up, untimed)."""
     workers = {}
     for name in names:
         ours, theirs = spawn.Pipe()
-        proc = spawn.Process(target=_timing_worker, args=(name, base, theirs), daemon=True)
+        proc = spawn.Process(target=_timing_worker, args=(name, theirs), daemon=True)
         proc.start()
         workers[name] = (proc, ours)
-    times: dict[tuple[str, str], list[float]] = {}
+    times: Times = {}
     try:
         for case in cases:
             print(f"  timing {case.name} ...", flush=True)
-            for round_ in range(repeat + 1):  # round 0 warms up, untimed
-                for name in _variants(case):
-                    _, conn = workers[name]
-                    conn.send(case.name)
-                    answer = conn.recv()
-                    if isinstance(answer, str):
-                        raise SystemExit(f"{name} on {case.name} failed: {answer}")
-                    if round_:
-                        times.setdefault((case.name, name), []).append(answer)
+            for round_ in range(repeat + 1):
+                for base in bases:
+                    for name in _variants(case):
+                        _, conn = workers[name]
+                        conn.send((case.name, base))
+                        answer = conn.recv()
+                        if isinstance(answer, str):
+                            raise SystemExit(f"{name} on {case.name} failed: {answer}")
+                        if round_:
+                            times.setdefault((case.name, base, name), []).append(answer)
     finally:
         for proc, conn in workers.values():
             conn.send(None)
@@ -405,33 +533,101 @@ def _time_all(
     return times
 
 
-def _report_times(
-    cases: list[Case], names: list[str], times: dict[tuple[str, str], list[float]]
-) -> None:
+def _profile_all(
+    spawn: Any, bases: list[str], cases: list[Case], repeat: int
+) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    """The budget of the fork engine's runs of each case in each location:
+    the profiled variant in a worker of its own, its marks in a file of its own."""
+    from pytest_artflow import timeline
+
+    found: dict[tuple[str, str], tuple[str, list[str]]] = {}
     for case in cases:
-        reference = next(iter(_variants(case)))
+        name = next((n for n in _variants(case) if n in PROFILED), None)
+        if name is None:
+            continue
+        print(f"  profiling {case.name}, {name} ...", flush=True)
+        fd, path = tempfile.mkstemp(prefix="artflow-timeline-", suffix=".txt")
+        os.close(fd)
+        ours, theirs = spawn.Pipe()
+        proc = spawn.Process(target=_profile_worker, args=(name, path, theirs), daemon=True)
+        proc.start()
+        runs: dict[str, list[timeline.Budget]] = {}
+        try:
+            for round_ in range(repeat + 1):
+                for base in bases:
+                    ours.send((case.name, base))
+                    answer = ours.recv()
+                    if isinstance(answer, str):
+                        raise SystemExit(f"{name} on {case.name} failed: {answer}")
+                    if round_:
+                        runs.setdefault(base, []).append(answer)
+        finally:
+            ours.send(None)
+            proc.join(60)
+            os.unlink(path)
+        for base, budgets in runs.items():
+            found[case.name, base] = (
+                name,
+                timeline.format_budget(timeline.median_budget(budgets)),
+            )
+    return found
+
+
+def _report_times(cases: list[Case], bases: dict[str, str], times: Times) -> None:
+    """One table per case, a column group per location: min, median, and the
+    median's ratio to the first variant's; the targets under it."""
+    width = 2 + max(len(n) for c in cases for n in _variants(c))
+    for case in cases:
+        variants = list(_variants(case))
+        reference = variants[0]
         print(f"\n{case.name} ({case.flow.relative_to(ROOT)}, {case.tasks} tasks)")
-        print(f"  {'variant':<26}{'min':>9}{'median':>9}   vs {reference.split()[0]} (median)")
-        base = statistics.median(times[(case.name, reference)])
-        for name in _variants(case):
-            values = times[(case.name, name)]
-            median = statistics.median(values)
-            print(f"  {name:<26}{min(values):>8.3f}s{median:>8.3f}s   {base / median:5.1f}x")
+        print(f"  {'':<{width}}" + "".join(f"{label:<29.29}" for label in bases.values()))
+        columns = f"{'min':>8}{'median':>9}{'vs ' + reference.split()[0]:>9}   "
+        print(f"  {'variant':<{width}}" + columns * len(bases))
+        for name in variants:
+            row = f"  {name:<{width}}"
+            for base in bases:
+                values = times[(case.name, base, name)]
+                ratio = statistics.median(times[(case.name, base, reference)]) / statistics.median(
+                    values
+                )
+                row += f"{min(values):7.3f}s{statistics.median(values):8.3f}s{ratio:8.1f}x   "
+            print(row)
+        for target in TARGETS:
+            if target.case == case.name and target.variant in variants:
+                measured = ", ".join(
+                    f"{label.split()[0]}: "
+                    + target.describe(
+                        times[(case.name, base, target.variant)],
+                        times[(case.name, base, reference)],
+                    )
+                    for base, label in bases.items()
+                )
+                print(f"  target: {target.text(reference)}; {measured}")
     small = next((c for c in cases if c.name == "seed flow"), None)
     large = next((c for c in cases if c.name == "100-way foreach"), None)
     if small and large:
+        extra = large.tasks - small.tasks
         print(
             f"\nper-task overhead: (median of {large.name} - median of {small.name}) / "
-            f"{large.tasks - small.tasks} extra tasks"
+            f"{extra} extra tasks; target: (d) artflow fork at most {TASK_OVERHEAD_TARGET:g} ms"
         )
+        print(f"  {'':<{width}}" + "".join(f"{label:<29.29}" for label in bases.values()))
         for name in _variants(small):
-            extra = statistics.median(times[(large.name, name)]) - statistics.median(
-                times[(small.name, name)]
-            )
-            print(f"  {name:<26}{1000 * extra / (large.tasks - small.tasks):8.1f} ms/task")
+            row = f"  {name:<{width}}"
+            for base in bases:
+                more = statistics.median(times[(large.name, base, name)]) - statistics.median(
+                    times[(small.name, base, name)]
+                )
+                per_task = 1000 * more / extra
+                verdict = ""
+                if name == "(d) artflow fork":
+                    verdict = "met" if per_task <= TASK_OVERHEAD_TARGET else "missed"
+                row += f"{per_task:8.1f} ms/task {verdict:<13}"
+            print(row)
 
 
-def _report_memory(spawn: Any, base: str, case: Case, names: list[str]) -> None:
+def _report_memory(spawn: Any, base: str, case: Case) -> None:
     print(
         f"\npeak memory, {case.name}: the largest RSS of any process of one run "
         "(getrusage(RUSAGE_CHILDREN) in a fresh process); the reader's own peak apart"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from . import collect, hookspecs, metaflow_seam, session, snapshot, validate
+from . import collect, hookspecs, metaflow_seam, session, snapshot, timeline, validate
 from .collect import report
 from .engines import EngineSet
 from .inflow.remote import RUN_LOCALLY_DEFAULT
@@ -148,6 +148,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "runs of this test (engine name, timeout in seconds, extra environment variables, "
         "'local' or 's3').",
     )
+    # Marks of where a run's time goes, when PYTEST_ARTFLOW_TIMELINE asks for them.
+    timeline.start(timeline.requested())
     config.stash[engines_key] = EngineSet(config.hook)
     validate.check_session(config, config.stash[engines_key])
     # Once per session: xdist workers run this hook too.

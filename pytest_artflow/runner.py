@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import flows
+from . import flows, timeline
 from .engines import EngineSet, RunJob
 from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
 from .results.failure import describe_failure, start_failure, timeout_failure
@@ -187,6 +187,7 @@ class ArtflowRunner:
             output=outcome.output,
             duration=outcome.duration,
         )
+        timeline.mark("results.read")
         if outcome.timed_out:
             run.successful = run.finished = False
             run.failure = timeout_failure(run, config.timeout)

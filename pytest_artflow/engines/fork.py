@@ -23,6 +23,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
+from .. import timeline
 from ..errors import ArtflowError, ForkServerError, MetaflowChangedWarning
 from ..forkserver import markers, messages
 from ..forkserver import server as forkserver
@@ -75,6 +76,7 @@ class ForkServer:
     def run(self, job: RunJob) -> EngineResult:
         """Run ``job``; ``extra["refused"]`` says why, if the run's zygote would not
         (see ``Zygote.enter``): then nothing of the run has started."""
+        timeline.mark("run.requested")
         out_r, out_w = os.pipe()
         status_r, status_w = os.pipe()
         started = time.perf_counter()
@@ -99,6 +101,7 @@ class ForkServer:
         try:
             return self._follow(job, out_r, status_r, started)
         finally:
+            timeline.mark("run.ended")
             os.close(out_r)
             os.close(status_r)
 

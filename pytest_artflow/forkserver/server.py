@@ -48,7 +48,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .. import metaflow_seam
+from .. import metaflow_seam, timeline
 from ..inflow import lifetime
 from . import program
 from .markers import SENTINEL_PREFIX, Bindings
@@ -219,6 +219,7 @@ class Zygote:
         if refusal:
             self.report(refused=refusal)
             return 0
+        timeline.start(timeline.requested())
         from pytest_artflow.inflow import launch
 
         sys.argv = [self.path, *self.job["args"]]
@@ -418,6 +419,7 @@ class Zygote:
 
     def run_task(self, args: list[str], env: dict[str, str], fds: list[int]) -> int:
         """T: exactly what the task's command line would do in a new interpreter."""
+        timeline.mark("task.start")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
