@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from ..runner import RunConfig
 
 
-def read_failure(run: FlowRun) -> Failure | None:
-    """The first task (in graph order) whose results could not be read back."""
+def read_failure(run: FlowRun, *, load: bool = True) -> Failure | None:
+    """The first task (in graph order) whose results could not be read back;
+    with ``load=False``, as far as is known without loading more values."""
     for task in run.tasks:
-        problem = task.read_problem()
+        problem = task.read_problem(load=load)
         if problem is not None:
             return Failure(
                 step=task.step,
@@ -45,8 +46,8 @@ def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
     return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
 
 
-def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:
-    return any(t.pathspec == pathspec and not t.readable for t in run.tasks)
+def _is_unreadable(run: FlowRun, pathspec: str | None, *, load: bool = True) -> bool:
+    return any(t.pathspec == pathspec and t.read_problem(load=load) is not None for t in run.tasks)
 
 
 def find_failure(run: FlowRun) -> Failure | None:
