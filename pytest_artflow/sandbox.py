@@ -50,6 +50,14 @@ class Sandbox:
     def __repr__(self) -> str:
         return f"Sandbox({str(self.root)!r})"
 
+    def __getstate__(self) -> dict[str, object]:
+        # The results reading from it are this process's own.
+        return {k: v for k, v in self.__dict__.items() if k != "_readers"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._readers = weakref.WeakSet()
+
     def settle(self, keep: str, *, failed: bool) -> bool:
         """Remove the sandbox unless ``--artflow-keep`` (``keep``) keeps it;
         whether it was kept. Every owner of a sandbox ends it here."""
