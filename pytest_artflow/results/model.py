@@ -1,5 +1,7 @@
-"""The result model: a run, its steps and tasks, read once into plain objects
-whose values stay readable after the sandbox is gone (``read.py`` fills them)."""
+"""The result model: a run, its steps and tasks, read into plain objects
+(``read.py`` fills them). Artifact values load the first time they are asked
+for (``LazyValues``), and what is still to load when the sandbox is removed
+loads just before, so that values stay readable after the sandbox is gone."""
 
 from __future__ import annotations
 
