@@ -71,6 +71,6 @@ def _value(task: TaskResult, name: str) -> list[Any]:
     """``[value]`` of the task's artifact ``name`` (loading only it), or
     ``[]`` if it has none that loads."""
     try:
-        return [task.value(name)]
+        return [task._value(name)]
     except KeyError:  # ArtifactReadError too: the artifact is not there to compare
         return []

@@ -198,7 +198,7 @@ class ArtflowRunner:
         # saved cannot be read back here, as far as reading it has found:
         # artifact values load when first asked for, and one that does not
         # load raises ``ArtifactReadError`` then.
-        if check and not (run.finished and run.read_problem_known() is None):
+        if check and not (run.finished and run._read_problem_known() is None):
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
 

@@ -29,7 +29,7 @@ _DROPPED_PREFIXES = ("METAFLOW_", "USERNAME")
 
 
 class _Readable(Protocol):
-    def load(self) -> None: ...
+    def _load_all(self) -> None: ...
 
 
 class Sandbox:
@@ -85,7 +85,7 @@ class Sandbox:
         if readers:
             timeline.mark("read.finish", str(len(readers)))
             for reader in readers:
-                reader.load()
+                reader._load_all()
             timeline.mark("read.finished")
 
     @property

@@ -102,11 +102,11 @@ class ArtifactData:
         if name.startswith("__"):
             raise AttributeError(name)
         try:
-            value = task.value(name)
+            value = task._value(name)
         except ArtifactReadError:
             raise
         except KeyError:
-            known = ", ".join(sorted(task.names())) or "none"
+            known = ", ".join(sorted(task._names())) or "none"
             hint = (
                 f"; for a dict of every artifact use .artifacts, not .data.{name}"
                 if name in _MAPPING_METHODS
@@ -131,19 +131,19 @@ class ArtifactData:
             raise KeyError(str(exc)) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._task.names()
+        return name in self._task._names()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._task.names())
+        return iter(self._task._names())
 
     def __len__(self) -> int:
-        return len(self._task.names())
+        return len(self._task._names())
 
     def __dir__(self) -> list[str]:
-        return sorted(self._task.names())
+        return sorted(self._task._names())
 
     def __repr__(self) -> str:
-        return f"<artifacts of {self._owner}: {', '.join(self._task.names())}>"
+        return f"<artifacts of {self._owner}: {', '.join(self._task._names())}>"
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ class TaskResult:
         """Everything the task saved was read back."""
         return not self.unreadable and self.read_error is None
 
-    def load(self) -> None:
+    def _load_all(self) -> None:
         """Load every value not loaded yet: ``artifacts`` and ``unreadable``
         become what an eager read would have made them."""
         lazy = self.lazy
@@ -248,7 +248,7 @@ class TaskResult:
         if lazy.problems:
             self._found_problems()
 
-    def names(self) -> list[str]:
+    def _names(self) -> list[str]:
         """The task's artifacts' names, without loading any value (an
         artifact that turned out not to load is not among them)."""
         lazy = self.lazy
@@ -256,7 +256,7 @@ class TaskResult:
             return list(self.artifacts)
         return [n for n in lazy.names if n not in lazy.problems]
 
-    def value(self, name: str) -> Any:
+    def _value(self, name: str) -> Any:
         """Artifact ``name``, loading it (only it) if it is not yet: raises
         ``ArtifactReadError`` if it does not load, ``KeyError`` if there is none."""
         lazy = self.lazy
@@ -279,9 +279,7 @@ class TaskResult:
         """An artifact turned out not to load: the run's failure says so now,
         as it would have if every value had been read with the run."""
         if self.run is not None:
-            from .read import note_unreadable
-
-            note_unreadable(self.run, load=False)
+            self.run._note_unreadable(load=False)
 
     def read_problem(self, name: str | None = None, *, load: bool = True) -> str | None:
         """What went wrong reading artifact ``name`` (any, if ``None``), as a
@@ -294,12 +292,12 @@ class TaskResult:
         lazy = self.lazy
         if load and lazy is not None:
             if name is None:
-                self.load()
+                self._load_all()
             elif name in lazy.names and name not in lazy.loaded and name not in lazy.problems:
                 lazy.fetch([name])
                 if name in lazy.problems:
                     self._found_problems()
-        problems = self.problems_known()
+        problems = self._problems_known()
         if name is None:
             name = next(iter(problems), None)
         if name is None or name not in problems:
@@ -316,7 +314,7 @@ class TaskResult:
         problems: dict[str, str] = self.__dict__["_unreadable_own"]
         return problems
 
-    def problems_known(self) -> dict[str, str]:
+    def _problems_known(self) -> dict[str, str]:
         """The artifacts known not to load, without loading more."""
         lazy = self.lazy
         if lazy is None or not lazy.problems:
@@ -339,7 +337,7 @@ class TaskResult:
 
 
 def _get_artifacts(self: TaskResult) -> dict[str, Any]:
-    self.load()
+    self._load_all()
     return self.__dict__["_artifacts"]  # type: ignore[no-any-return]
 
 
@@ -348,7 +346,7 @@ def _set_artifacts(self: TaskResult, value: dict[str, Any]) -> None:
 
 
 def _get_unreadable(self: TaskResult) -> dict[str, str]:
-    self.load()
+    self._load_all()
     return self._own_problems
 
 
@@ -482,7 +480,47 @@ class FlowRun:
         """Everything every task saved was read back (``TaskResult.readable``)."""
         return all(t.readable for t in self.tasks)
 
-    def read_problem_known(self) -> str | None:
+    def _read_failure(self, *, load: bool = True) -> Failure | None:
+        """The first task (in graph order) whose results could not be read
+        back; with ``load=False``, as far as is known without loading more."""
+        for task in self.tasks:
+            problem = task.read_problem(load=load)
+            if problem is not None:
+                return Failure(
+                    step=task.step,
+                    task=task.pathspec,
+                    exception_type=ArtifactReadError.__name__,
+                    message=f"the task ran, but what it saved cannot be read back:\n{problem}",
+                    stdout=task.stdout,
+                    stderr=task.stderr,
+                )
+        return None
+
+    def _note_unreadable(self, *, load: bool = True) -> None:
+        """Make what cannot be read back the run's failure (``check=True``
+        raises), though Metaflow's flags stay as the client has them; the run
+        keeps every task. A task that failed with an exception stays the
+        run's failure. With ``load=False``, only what is known without
+        loading values (a task that could not be read, Metaflow's own
+        artifacts, values already tried); with ``load``, every value is
+        loaded first (the ``--artflow`` item's check)."""
+        if load:
+            for task in self.tasks:
+                task._load_all()
+        unreadable = self._read_failure(load=load)
+        if unreadable is None:
+            return
+        failure = self.failure
+        if failure is None or (
+            failure.exception_type is None
+            and any(
+                t.pathspec == failure.task and t.read_problem(load=load) is not None
+                for t in self.tasks
+            )
+        ):
+            self.failure = unreadable
+
+    def _read_problem_known(self) -> str | None:
         """The first problem reading the run back, as far as is known without
         loading more values (``readable`` loads them all to say)."""
         for task in self.tasks:
@@ -506,7 +544,7 @@ class FlowRun:
             values = []
             for task in step.tasks:
                 try:
-                    values.append(task.value(name))
+                    values.append(task._value(name))
                 except ArtifactReadError:
                     raise
                 except KeyError:

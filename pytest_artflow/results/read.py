@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import metaflow_seam, timeline
 from ..errors import ArtflowError
 from .cards import has_cards, read_cards
-from .failure import _blame_worker, _is_unreadable, find_failure, read_failure, user_traceback
+from .failure import _blame_worker, find_failure, user_traceback
 from .model import CaughtException, FlowRun, LazyValues, StepResult, TaskResult, _PartlyRead
 
 if TYPE_CHECKING:
@@ -110,21 +110,9 @@ def read_run(
 
 
 def note_unreadable(run: FlowRun, *, load: bool = True) -> None:
-    """Make what cannot be read back the run's failure (``check=True``
-    raises), though Metaflow's flags stay as the client has them; the run
-    keeps every task. A task that failed with an exception stays the run's
-    failure. With ``load=False``, only what is known without loading values
-    (a task that could not be read, Metaflow's own artifacts); with
-    ``load``, every value is loaded first (the ``--artflow`` item's check)."""
-    if load:
-        for task in run.tasks:
-            task.load()
-    unreadable = read_failure(run, load=load)
-    if unreadable is not None and (
-        run.failure is None
-        or (run.failure.exception_type is None and _is_unreadable(run, run.failure.task, load=load))
-    ):
-        run.failure = unreadable
+    """``FlowRun.note_unreadable``: what cannot be read back is the run's
+    failure; with ``load``, after loading every value."""
+    run._note_unreadable(load=load)
 
 
 @dataclass
@@ -411,7 +399,7 @@ def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
 def _order_key(task: TaskResult) -> tuple[Any, ...]:
     indices, number = task.order
     return (
-        task.read_error is not None or metaflow_seam.FOREACH_STACK in task.problems_known(),
+        task.read_error is not None or metaflow_seam.FOREACH_STACK in task._problems_known(),
         tuple(-1 if index is None else index for index in indices),
         number,
         task.id,

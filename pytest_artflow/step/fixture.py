@@ -329,7 +329,7 @@ def _read_step(
             # The scratch datastore goes with the sandbox, which does not
             # know this result: every value is read now.
             for attempt in result.attempts:
-                attempt.load()
+                attempt._load_all()
         except MetaflowNotFound:
             return None
     transition = stored.values.get(metaflow_seam.TRANSITION)
