@@ -304,6 +304,96 @@ def client_pointed_at(root: str, datastore: str, cache_dir: str) -> Iterator[Non
 
 
 @contextlib.contextmanager
+def metadata_read_once() -> Iterator[None]:
+    """While a finished run is read, the client's metadata provider reads each
+    file once: Metaflow's client asks for the same things again and again (a
+    run's ``_self.json`` for every step and task it lists, a task's metadata
+    for ``current_attempt``, for each attempt and for each clone's origin).
+
+    The provider's ``_get_object_internal`` is where it reads; its answers are
+    kept for the duration, keyed by the question. By its documented contract
+    it returns a task's metadata of every attempt whatever the attempt asked
+    for (``get_object`` picks the attempt's with
+    ``_reconstruct_metadata_for_attempt``), so metadata is asked for once per
+    task. Client objects made meanwhile keep the provider; once the read is
+    over it answers from the files again, as Metaflow's does.
+    """
+    core = __getattr__("client_core")
+    provider: Any = core.current_metadata
+    if not isinstance(provider, type):  # not pointed anywhere yet
+        yield
+        return
+    answers: dict[Any, Any] = {}
+    active = [True]
+    # The provider's own function, called with the class below, whose own
+    # questions (a run's record, for every step and task listed) come back here.
+    reads = provider._get_object_internal.__func__  # type: ignore[attr-defined]
+
+    def _get_object_internal(
+        cls: Any,
+        obj_type: str,
+        obj_order: int,
+        sub_type: str,
+        sub_order: int,
+        filters: Any,
+        attempt: Any,
+        *args: Any,
+    ) -> Any:
+        read = functools.partial(
+            reads,
+            cls,
+            obj_type,
+            obj_order,
+            sub_type,
+            sub_order,
+            filters,
+            attempt,
+            *args,
+        )
+        if not active[0]:
+            return read()
+        key = (
+            obj_type,
+            sub_type,
+            # No filter and an empty one ask the same (``_apply_filter``).
+            repr(filters or None),
+            None if sub_type == "metadata" else attempt,
+            args,
+        )
+        if key not in answers:
+            answers[key] = read()
+        return answers[key]
+
+    once = type(
+        provider.__name__,
+        (provider,),
+        {"_get_object_internal": classmethod(_get_object_internal), "__doc__": provider.__doc__},
+    )
+    core.current_metadata = once
+    try:
+        yield
+    finally:
+        active[0] = False
+        answers.clear()
+        if core.current_metadata is once:
+            core.current_metadata = provider
+
+
+def client_task_attempt(task: Any, attempt: int) -> Any:
+    """``Task(task.pathspec, attempt=attempt)`` made from ``task``'s listing,
+    as a ``Step`` makes its tasks, without reading the task's record again."""
+    from metaflow import Task
+
+    return Task(
+        task.pathspec,
+        attempt=attempt,
+        _object=task._object,
+        _parent=task._parent,
+        _namespace_check=False,
+    )
+
+
+@contextlib.contextmanager
 def s3_client_pointed_at(endpoint: str, root: str) -> Iterator[None]:
     """Point this process's Metaflow S3 client (``metaflow.S3``, the S3
     datastore, its ``s3op`` workers' parameters) at ``endpoint`` with the

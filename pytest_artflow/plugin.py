@@ -278,6 +278,9 @@ def artflow_s3(request: pytest.FixtureRequest, artflow_sandbox: Sandbox) -> Iter
             artflow_sandbox, request.node.name, request.config.option.artflow_s3_endpoint, stack
         )
         yield area
+        # Values still to load come from the area, through this process's S3
+        # client settings, which the stack puts back: load them first.
+        artflow_sandbox.finish_reading()
     if _kept(request):
         # The sandbox is kept: so is what the test stored in S3.
         request.node.add_report_section("teardown", "artflow s3", area.describe())

@@ -196,8 +196,10 @@ class ArtflowRunner:
         self.runs.append(run)
         # When `python flow.py run` fails (an exception @catch caught, in the
         # end step too, lets the run go on and exit 0), and when what the run
-        # saved cannot be read back here.
-        if check and not (run.finished and run.readable):
+        # saved cannot be read back here, as far as reading it has found:
+        # artifact values load when first asked for, and one that does not
+        # load raises ``ArtifactReadError`` then.
+        if check and not (run.finished and run._read_problem_known() is None):
             raise FlowRunFailed(describe_failure(run), run=run)
         return run
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .s3 import S3Area
@@ -25,6 +26,10 @@ SANDBOX_USER = "artflow"
 
 # Variables of the caller's environment that would point runs elsewhere.
 _DROPPED_PREFIXES = ("METAFLOW_", "USERNAME")
+
+
+class _Readable(Protocol):
+    def _load_all(self) -> None: ...
 
 
 class Sandbox:
@@ -37,9 +42,21 @@ class Sandbox:
         #: The test's area of the S3 test server (``artflow_s3``), if it has one:
         #: every run of the test then reaches that server, and only it.
         self.s3: S3Area | None = None
+        #: Results whose values load on first access, from this sandbox's
+        #: datastore (``keep_readable``); weakly, so that one nobody holds
+        #: any more loads nothing.
+        self._readers: weakref.WeakSet[_Readable] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.root)!r})"
+
+    def __getstate__(self) -> dict[str, object]:
+        # The results reading from it are this process's own.
+        return {k: v for k, v in self.__dict__.items() if k != "_readers"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._readers = weakref.WeakSet()
 
     def settle(self, keep: str, *, failed: bool) -> bool:
         """Remove the sandbox unless ``--artflow-keep`` (``keep``) keeps it;
@@ -48,8 +65,28 @@ class Sandbox:
 
         kept = keeps_sandbox(keep, failed=failed)
         if not kept:
+            self.finish_reading()
             shutil.rmtree(self.root, ignore_errors=True)
         return kept
+
+    def keep_readable(self, result: _Readable) -> None:
+        """``result`` loads values from this sandbox when they are first asked
+        for: its ``load()`` loads the rest before the sandbox (or its S3 area)
+        is removed, if it is still held by then."""
+        self._readers.add(result)
+
+    def finish_reading(self) -> None:
+        """Load every value still to load of the results that are still held,
+        so that they stay readable once the datastore is gone."""
+        from . import timeline
+
+        readers = list(self._readers)
+        self._readers.clear()
+        if readers:
+            timeline.mark("read.finish", str(len(readers)))
+            for reader in readers:
+                reader._load_all()
+            timeline.mark("read.finished")
 
     @property
     def datastore(self) -> Path:

@@ -72,7 +72,13 @@ def run_flow(flow: object, *, check: bool = True, **options: Any) -> FlowRun:
     failed = True
     try:
         with sandbox.client_scope(), stack:
-            run = runner(flow, check=check, **options)
+            try:
+                run = runner(flow, check=check, **options)
+            finally:
+                if areas:
+                    # Values in an S3 area load through the client settings the
+                    # stack puts back: load them while they hold.
+                    sandbox.finish_reading()
         failed = not run.successful
         return run
     except FlowRunFailed as exc:

@@ -240,19 +240,24 @@ def test_artifact_of_a_class_this_process_cannot_import_is_named_and_the_run_kep
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_unreadable_task_fails_a_checked_run_naming_it(artflow_run, flow_file, engine):
+def test_unreadable_artifact_fails_where_it_is_read_naming_it(artflow_run, flow_file, engine):
+    """Values load when first asked for: a checked run returns, and the
+    artifact that does not load raises where it is read, naming it; from then
+    on it is the run's failure."""
     path = flow_file(LOCAL_CLASS)
-    with pytest.raises(FlowRunFailed) as excinfo:
-        artflow_run(path, engine=engine)
-    run = excinfo.value.run
-    assert run is not None
+    run = artflow_run(path, engine=engine)
     bad = run["draw"].tasks[1]
-    message = str(excinfo.value)
-    assert f"failed in step 'draw' (task {bad.pathspec}): ArtifactReadError" in message
-    assert (
+    assert run.failure is None
+    problem = (
         f"artifact 'shape' of step 'draw' (task {bad.pathspec}) was saved but does not "
         "load back: ModuleNotFoundError: No module named 'shapes'"
-    ) in message
+    )
+    with pytest.raises(ArtifactReadError) as excinfo:
+        bad.data.shape  # noqa: B018
+    assert str(excinfo.value) == problem
+    assert run.failure is not None
+    assert (run.failure.task, run.failure.exception_type) == (bad.pathspec, "ArtifactReadError")
+    assert problem in run.failure.message
     assert run["join"].data.drawn == [1, 2, 3]
 
 

@@ -26,7 +26,8 @@ import pytest
 from .. import flows, snapshot
 from ..errors import ArtflowError, ArtflowItemFailed
 from ..inflow.remote import RUN_LOCALLY_ENV, missing_packages, remote_decorators
-from ..metaflow_seam import MISSING_PARAMETER, step_functions
+from ..metaflow_seam import MISSING_PARAMETER, metadata_read_once, step_functions
+from ..results.read import note_unreadable
 from ..settings import ini_key
 from .files import _is_test_module, is_flow_file, load_module
 from .ini import check_expected, enabled, snapshot_excludes_for
@@ -162,14 +163,19 @@ class ArtflowItem(pytest.Item):
             summary.duration = time.perf_counter() - started
             raise ArtflowItemFailed(_start_hint(str(exc), self.nodeid)) from None
         summary.duration = run.duration
-        summarize(summary, run.client, ref.step_names)
+        # Every artifact of every task must load back here: load them all, and
+        # what does not load is the run's failure (as an exception a task
+        # raised is).
+        note_unreadable(run)
+        with metadata_read_once():
+            summarize(summary, run.client, ref.step_names)
         for task in run.tasks:
             if task.caught is not None:
                 summary.note_caught(task.step, task.id, str(task.caught), task.caught.var)
         if run.failure is not None and run.failure.step and not run.failure.caught:
             summary.fail(run.failure.step)
         # As `python flow.py run`: an exception @catch caught does not fail the
-        # flow. Every artifact of every task must load back here.
+        # flow.
         if not (run.finished and run.readable):
             raise ArtflowItemFailed(failure_report(run))
         problems = check_expected(run, settings.expect_for(self.nodeid))

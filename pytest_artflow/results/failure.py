@@ -7,7 +7,6 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArtifactReadError
 from ..metaflow_seam import TASK_ENDS, TASK_STARTS, UNPICKLABLE_PREFIX
 from .model import Failure, FlowRun, StepResult, TaskResult
 
@@ -15,20 +14,10 @@ if TYPE_CHECKING:
     from ..runner import RunConfig
 
 
-def read_failure(run: FlowRun) -> Failure | None:
-    """The first task (in graph order) whose results could not be read back."""
-    for task in run.tasks:
-        problem = task.read_problem()
-        if problem is not None:
-            return Failure(
-                step=task.step,
-                task=task.pathspec,
-                exception_type=ArtifactReadError.__name__,
-                message=f"the task ran, but what it saved cannot be read back:\n{problem}",
-                stdout=task.stdout,
-                stderr=task.stderr,
-            )
-    return None
+def read_failure(run: FlowRun, *, load: bool = True) -> Failure | None:
+    """The first task (in graph order) whose results could not be read back;
+    with ``load=False``, as far as is known without loading more values."""
+    return run._read_failure(load=load)
 
 
 def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
@@ -43,10 +32,6 @@ def _blame_worker(run: FlowRun, failure: Failure) -> Failure:
         return failure
     step = StepResult(control.step, workers)
     return find_failure(FlowRun(run.flow_name, run.run_id, False, {step.name: step})) or failure
-
-
-def _is_unreadable(run: FlowRun, pathspec: str | None) -> bool:
-    return any(t.pathspec == pathspec and not t.readable for t in run.tasks)
 
 
 def find_failure(run: FlowRun) -> Failure | None:

@@ -1,5 +1,7 @@
-"""The result model: a run, its steps and tasks, read once into plain objects
-whose values stay readable after the sandbox is gone (``read.py`` fills them)."""
+"""The result model: a run, its steps and tasks, read into plain objects
+(``read.py`` fills them). Artifact values load the first time they are asked
+for (``LazyValues``), and what is still to load when the sandbox is removed
+loads just before, so that values stay readable after the sandbox is gone."""
 
 from __future__ import annotations
 
@@ -39,6 +41,44 @@ class _PartlyRead(dict[str, Any]):
         raise ArtifactReadError(problem)
 
 
+#: Loads the named artifacts of one task attempt: (values, problems by name).
+Loader = Callable[[list[str]], tuple[dict[str, Any], dict[str, str]]]
+
+
+class LazyValues:
+    """The values of a task's artifacts, each loaded the first time it is
+    asked for: reading a run costs its metadata and listings, not unpickling
+    every value of every task. What is still to load when the sandbox is
+    removed is loaded just before (``Sandbox.settle``), so that values stay
+    readable afterwards."""
+
+    def __init__(self, names: list[str], load: Loader | None) -> None:
+        #: Every artifact the client lists for the task, in stored order.
+        self.names = names
+        self.loaded: dict[str, Any] = {}
+        #: Artifacts that were tried and did not load: name -> the problem.
+        self.problems: dict[str, str] = {}
+        self._load = load
+
+    @property
+    def pending(self) -> list[str]:
+        return [n for n in self.names if n not in self.loaded and n not in self.problems]
+
+    def fetch(self, names: Iterable[str]) -> None:
+        """Load those of ``names`` not tried yet."""
+        todo = [n for n in names if n not in self.loaded and n not in self.problems]
+        if not todo or self._load is None:
+            return
+        values, problems = self._load(todo)
+        self.loaded.update(values)
+        self.problems.update(problems)
+        if not self.pending:
+            self._load = None  # nothing left: let go of the datastore
+
+    def fetch_all(self) -> None:
+        self.fetch(self.names)
+
+
 #: What a mapping would offer; ``task.artifacts`` is the dict of every artifact.
 _MAPPING_METHODS = frozenset({"keys", "values", "items", "get"})
 
@@ -47,24 +87,26 @@ class ArtifactData:
     """``task.data.some_data``: attribute access to a task's artifacts, as
     Metaflow's client gives it, and ``data["name"]``, ``in``, iteration over
     the names. Not a mapping, so that every name, ``values`` or ``items`` too,
-    reads the artifact of that name."""
+    reads the artifact of that name. Reading one artifact loads that one
+    only."""
 
     def __init__(
-        self, owner: str, artifacts: dict[str, Any], on_read: Callable[[str, Any], None] | None
+        self, owner: str, task: TaskResult, on_read: Callable[[str, Any], None] | None
     ) -> None:
         object.__setattr__(self, "_owner", owner)
-        object.__setattr__(self, "_artifacts", artifacts)
+        object.__setattr__(self, "_task", task)
         object.__setattr__(self, "_on_read", on_read)
 
     def __getattr__(self, name: str) -> Any:
-        artifacts = object.__getattribute__(self, "_artifacts")
+        task: TaskResult = object.__getattribute__(self, "_task")
         if name.startswith("__"):
             raise AttributeError(name)
-        problem = artifacts.problem(name) if isinstance(artifacts, _PartlyRead) else None
-        if problem is not None:
-            raise ArtifactReadError(problem)
-        if name not in artifacts:
-            known = ", ".join(sorted(artifacts)) or "none"
+        try:
+            value = task._value(name)
+        except ArtifactReadError:
+            raise
+        except KeyError:
+            known = ", ".join(sorted(task._names())) or "none"
             hint = (
                 f"; for a dict of every artifact use .artifacts, not .data.{name}"
                 if name in _MAPPING_METHODS
@@ -72,8 +114,7 @@ class ArtifactData:
             )
             raise AttributeError(
                 f"{self._owner} has no artifact {name!r} (its artifacts: {known}){hint}"
-            )
-        value = artifacts[name]
+            ) from None
         if self._on_read is not None:
             self._on_read(name, value)
         return value
@@ -90,19 +131,19 @@ class ArtifactData:
             raise KeyError(str(exc)) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._artifacts
+        return name in self._task._names()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._artifacts)
+        return iter(self._task._names())
 
     def __len__(self) -> int:
-        return len(self._artifacts)
+        return len(self._task._names())
 
     def __dir__(self) -> list[str]:
-        return sorted(self._artifacts)
+        return sorted(self._task._names())
 
     def __repr__(self) -> str:
-        return f"<artifacts of {self._owner}: {', '.join(self._artifacts)}>"
+        return f"<artifacts of {self._owner}: {', '.join(self._task._names())}>"
 
 
 @dataclass(frozen=True)
@@ -126,7 +167,12 @@ class CaughtException:
 
 @dataclass(eq=False)
 class TaskResult:
-    """One task (one attempt of it): its artifacts, output and status."""
+    """One task (one attempt of it): its artifacts, output and status.
+
+    ``artifacts`` is a plain dict of every artifact; when the task was read
+    with its values still to load (``lazy``), asking for ``artifacts`` (or
+    ``unreadable``, ``readable``, the repr) loads them all, while ``data.x``
+    and ``run.trace("x")`` load only ``x``."""
 
     pathspec: str
     step: str
@@ -170,6 +216,8 @@ class TaskResult:
     read_error: str | None = field(default=None, repr=False)
     #: A control task's workers, as it recorded them (``_control_mapper_tasks``).
     workers: list[str] = field(default_factory=list, repr=False)
+    #: The values still to load, if the task was read lazily (``read.py``).
+    lazy: LazyValues | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -185,19 +233,93 @@ class TaskResult:
         """Everything the task saved was read back."""
         return not self.unreadable and self.read_error is None
 
-    def read_problem(self, name: str | None = None) -> str | None:
+    def _load_all(self) -> None:
+        """Load every value not loaded yet: ``artifacts`` and ``unreadable``
+        become what an eager read would have made them."""
+        lazy = self.lazy
+        if lazy is None:
+            return
+        lazy.fetch_all()
+        self.lazy = None
+        # Values read before (through ``data``) stay the same objects.
+        values = {n: lazy.loaded[n] for n in lazy.names if n in lazy.loaded}
+        self._own_problems.update(lazy.problems)
+        self.artifacts = _PartlyRead(values, self) if self._own_problems else values
+        if lazy.problems:
+            self._found_problems()
+
+    def _names(self) -> list[str]:
+        """The task's artifacts' names, without loading any value (an
+        artifact that turned out not to load is not among them)."""
+        lazy = self.lazy
+        if lazy is None:
+            return list(self.artifacts)
+        return [n for n in lazy.names if n not in lazy.problems]
+
+    def _value(self, name: str) -> Any:
+        """Artifact ``name``, loading it (only it) if it is not yet: raises
+        ``ArtifactReadError`` if it does not load, ``KeyError`` if there is none."""
+        lazy = self.lazy
+        if lazy is None:
+            return self.artifacts[name]
+        if name not in lazy.names:
+            problem = self.read_problem(name, load=False)
+            if problem is not None:
+                raise ArtifactReadError(problem)
+            raise KeyError(name)
+        if name not in lazy.loaded and name not in lazy.problems:
+            lazy.fetch([name])
+            if name in lazy.problems:
+                self._found_problems()
+        if name in lazy.problems:
+            raise ArtifactReadError(self._problem_of(name, lazy.problems[name]))
+        return lazy.loaded[name]
+
+    def _found_problems(self) -> None:
+        """An artifact turned out not to load: the run's failure says so now,
+        as it would have if every value had been read with the run."""
+        if self.run is not None:
+            self.run._note_unreadable(load=False)
+
+    def read_problem(self, name: str | None = None, *, load: bool = True) -> str | None:
         """What went wrong reading artifact ``name`` (any, if ``None``), as a
-        message naming the step, the task and the problem; ``None`` if nothing did."""
-        where = f"of step {self.step!r} (task {self.pathspec})"
+        message naming the step, the task and the problem; ``None`` if nothing
+        did. With ``load=False``, only what is known without loading more."""
         if self.read_error is not None:
+            where = f"of step {self.step!r} (task {self.pathspec})"
             what = f"artifact {name!r}" if name else "the task"
             return f"{what} {where} could not be read back: {self.read_error}"
+        lazy = self.lazy
+        if load and lazy is not None:
+            if name is None:
+                self._load_all()
+            elif name in lazy.names and name not in lazy.loaded and name not in lazy.problems:
+                lazy.fetch([name])
+                if name in lazy.problems:
+                    self._found_problems()
+        problems = self._problems_known()
         if name is None:
-            name = next(iter(self.unreadable), None)
-        if name is None or name not in self.unreadable:
+            name = next(iter(problems), None)
+        if name is None or name not in problems:
             return None
-        problem = self.unreadable[name]
+        return self._problem_of(name, problems[name])
+
+    def _problem_of(self, name: str, problem: str) -> str:
+        where = f"of step {self.step!r} (task {self.pathspec})"
         return f"artifact {name!r} {where} was saved but does not load back: {problem}"
+
+    @property
+    def _own_problems(self) -> dict[str, str]:
+        """The problems known at read time, and those of ``load``."""
+        problems: dict[str, str] = self.__dict__["_unreadable_own"]
+        return problems
+
+    def _problems_known(self) -> dict[str, str]:
+        """The artifacts known not to load, without loading more."""
+        lazy = self.lazy
+        if lazy is None or not lazy.problems:
+            return self._own_problems
+        return {**self._own_problems, **lazy.problems}
 
     def snapshot(self, *, exclude: Iterable[str] = ()) -> TaskSnapshot:
         """Every artifact of the task by name, as a deterministic value for
@@ -211,7 +333,31 @@ class TaskResult:
     def data(self) -> ArtifactData:
         # Remember what a test reads, so a failing assert can show the trace.
         on_read = partial(remember, self.run, self.step) if self.run else None
-        return ArtifactData(f"task {self.pathspec}", self.artifacts, on_read)
+        return ArtifactData(f"task {self.pathspec}", self, on_read)
+
+
+def _get_artifacts(self: TaskResult) -> dict[str, Any]:
+    self._load_all()
+    return self.__dict__["_artifacts"]  # type: ignore[no-any-return]
+
+
+def _set_artifacts(self: TaskResult, value: dict[str, Any]) -> None:
+    self.__dict__["_artifacts"] = value
+
+
+def _get_unreadable(self: TaskResult) -> dict[str, str]:
+    self._load_all()
+    return self._own_problems
+
+
+def _set_unreadable(self: TaskResult, value: dict[str, str]) -> None:
+    self.__dict__["_unreadable_own"] = value
+
+
+# Properties over the dataclass's fields (its ``__init__`` assigns through
+# them): reading ``artifacts`` or ``unreadable`` loads what is still to load.
+TaskResult.artifacts = property(_get_artifacts, _set_artifacts)  # type: ignore[assignment]
+TaskResult.unreadable = property(_get_unreadable, _set_unreadable)  # type: ignore[assignment]
 
 
 @dataclass(eq=False)
@@ -334,6 +480,55 @@ class FlowRun:
         """Everything every task saved was read back (``TaskResult.readable``)."""
         return all(t.readable for t in self.tasks)
 
+    def _read_failure(self, *, load: bool = True) -> Failure | None:
+        """The first task (in graph order) whose results could not be read
+        back; with ``load=False``, as far as is known without loading more."""
+        for task in self.tasks:
+            problem = task.read_problem(load=load)
+            if problem is not None:
+                return Failure(
+                    step=task.step,
+                    task=task.pathspec,
+                    exception_type=ArtifactReadError.__name__,
+                    message=f"the task ran, but what it saved cannot be read back:\n{problem}",
+                    stdout=task.stdout,
+                    stderr=task.stderr,
+                )
+        return None
+
+    def _note_unreadable(self, *, load: bool = True) -> None:
+        """Make what cannot be read back the run's failure (``check=True``
+        raises), though Metaflow's flags stay as the client has them; the run
+        keeps every task. A task that failed with an exception stays the
+        run's failure. With ``load=False``, only what is known without
+        loading values (a task that could not be read, Metaflow's own
+        artifacts, values already tried); with ``load``, every value is
+        loaded first (the ``--artflow`` item's check)."""
+        if load:
+            for task in self.tasks:
+                task._load_all()
+        unreadable = self._read_failure(load=load)
+        if unreadable is None:
+            return
+        failure = self.failure
+        if failure is None or (
+            failure.exception_type is None
+            and any(
+                t.pathspec == failure.task and t.read_problem(load=load) is not None
+                for t in self.tasks
+            )
+        ):
+            self.failure = unreadable
+
+    def _read_problem_known(self) -> str | None:
+        """The first problem reading the run back, as far as is known without
+        loading more values (``readable`` loads them all to say)."""
+        for task in self.tasks:
+            problem = task.read_problem(load=False)
+            if problem is not None:
+                return problem
+        return None
+
     @property
     def client(self) -> Run:
         """Metaflow's own ``Run`` object (valid while the test's sandbox is active)."""
@@ -346,11 +541,14 @@ class FlowRun:
         several tasks maps to the list of their values in task order."""
         out: dict[str, Any] = {}
         for step in self:
+            values = []
             for task in step.tasks:
-                problem = task.read_problem(name) if name not in task.artifacts else None
-                if problem is not None:
-                    raise ArtifactReadError(problem)
-            values = [t.artifacts[name] for t in step.tasks if name in t.artifacts]
+                try:
+                    values.append(task._value(name))
+                except ArtifactReadError:
+                    raise
+                except KeyError:
+                    continue
             if values:
                 out[step.name] = values[0] if len(step.tasks) == 1 else values
         return out

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .. import metaflow_seam
+from .. import metaflow_seam, timeline
 from ..errors import ArtflowError
 from .cards import has_cards, read_cards
-from .failure import _blame_worker, _is_unreadable, find_failure, read_failure, user_traceback
-from .model import CaughtException, FlowRun, StepResult, TaskResult, _PartlyRead
+from .failure import _blame_worker, find_failure, user_traceback
+from .model import CaughtException, FlowRun, LazyValues, StepResult, TaskResult, _PartlyRead
 
 if TYPE_CHECKING:
     from metaflow import Task
@@ -55,21 +55,30 @@ def main_module_as(module: ModuleType) -> Iterator[None]:
 def read_run(
     sandbox: Sandbox, flow: FlowRef, run_id: str, *, output: str = "", duration: float = 0.0
 ) -> FlowRun:
-    """Read everything a run wrote. The caller holds the sandbox's client scope."""
+    """Read what a run wrote: every task's status, output and the names of
+    its artifacts; the values load when first asked for (``LazyValues``), and
+    the rest before the sandbox is removed. The caller holds the sandbox's
+    client scope."""
 
-    with main_module_as(flow.module):
+    timeline.mark("read.start", f"{flow.name}/{run_id}")
+    with main_module_as(flow.module), metaflow_seam.metadata_read_once():
         run = metaflow_seam.client_run(f"{flow.name}/{run_id}")
         present = {step.id: step for step in run}
+        timeline.mark("read.listed")
         steps = {
             name: StepResult(
                 name,
                 sorted_tasks(
-                    [read_task(t, cards=has_cards(flow.flow_class, name)) for t in present[name]]
+                    [
+                        read_task(t, cards=has_cards(flow.flow_class, name), module=flow.module)
+                        for t in present[name]
+                    ]
                 ),
             )
             for name in flow.step_names
             if name in present
         }
+    timeline.mark("read.tasks")
     # A run is successful if its end step is (``Run.successful``), finished
     # if its end step is (``Run.finished``).
     end = steps.get(metaflow_seam.end_step(metaflow_seam.graph(flow.flow_class)))
@@ -89,21 +98,21 @@ def read_run(
     for task in result.tasks:
         for attempt in task.attempts:
             attempt.run = result
+            if attempt.lazy is not None:
+                sandbox.keep_readable(attempt)
     if not successful:
         result.failure = find_failure(result)
         if result.failure is not None:
             result.failure = _blame_worker(result, result.failure)
-    unreadable = read_failure(result)
-    if unreadable is not None and (
-        result.failure is None
-        or (result.failure.exception_type is None and _is_unreadable(result, result.failure.task))
-    ):
-        # What Metaflow saved and this process cannot read back is the run's
-        # failure (``check=True`` raises), though Metaflow's flags stay as the
-        # client has them; the run is still returned with every task. A task
-        # that failed with an exception stays the run's failure.
-        result.failure = unreadable
+    note_unreadable(result, load=False)
+    timeline.mark("read.end", f"{flow.name}/{run_id}")
     return result
+
+
+def note_unreadable(run: FlowRun, *, load: bool = True) -> None:
+    """``FlowRun.note_unreadable``: what cannot be read back is the run's
+    failure; with ``load``, after loading every value."""
+    run._note_unreadable(load=load)
 
 
 @dataclass
@@ -117,16 +126,28 @@ class StoredAttempt:
     problems: dict[str, str] = field(default_factory=dict)
 
 
-def read_task(task: Task, *, cards: bool = False) -> TaskResult:
-    return read_task_stored(task, cards=cards)[0]
+def read_task(task: Task, *, cards: bool = False, module: ModuleType | None = None) -> TaskResult:
+    return read_task_stored(task, cards=cards, module=module)[0]
 
 
-def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, StoredAttempt]:
+def read_task_stored(
+    task: Task,
+    *,
+    cards: bool = False,
+    module: ModuleType | None = None,
+    own: tuple[str, ...] = (),
+) -> tuple[TaskResult, StoredAttempt]:
     """The task (its last attempt, with every attempt in ``attempts``) and
     what its last attempt stored; with ``cards``, its cards too (a step
     without ``@card`` has none, and looking costs a listing per task). Never
     raises for what the task wrote: a task that cannot be read is returned
-    with the problem, so that the run it belongs to is not lost."""
+    with the problem, so that the run it belongs to is not lost.
+
+    Artifact values load when first asked for, under ``module`` as
+    ``__main__`` (``main_module_as``); Metaflow's own artifacts that say the
+    task's status and place are loaded now, and those named in ``own``.
+    Inside ``metadata_read_once``, the task's metadata is read once for all
+    its attempts."""
 
     try:
         attempts = task.current_attempt + 1
@@ -137,7 +158,7 @@ def read_task_stored(task: Task, *, cards: bool = False) -> tuple[TaskResult, St
         try:
             # A task named with its attempt reads that attempt's metadata only, and
             # does not look up which attempt is the latest each time it is asked.
-            read.append(_read_attempt(metaflow_seam.client_task(task.pathspec, attempt=n)))
+            read.append(_read_attempt(metaflow_seam.client_task_attempt(task, n), module, own))
         except Exception as exc:
             read.append((_unreadable_task(task.pathspec, exc, attempt=n), StoredAttempt()))
     final, stored = read[-1]
@@ -172,23 +193,35 @@ def _problem(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
+#: Metaflow's own artifacts that say a task's status and place, loaded as the
+#: task is read (``Task.successful``, ``.finished``, ``.index``; a control
+#: task's workers); the other artifacts load when first asked for.
+_STATUS = ("_success", "_task_ok", metaflow_seam.FOREACH_STACK, "_control_mapper_tasks")
+#: What a task that is not successful recorded of its exception.
+_FAILED = ("_exception", "_catch_exception")
+
+
+def _read_attempt(
+    task: Task, module: ModuleType | None, own: tuple[str, ...] = ()
+) -> tuple[TaskResult, StoredAttempt]:
     from ..metaflow_seam import CONTROL_TASK_TAG
 
     # The metadata is read once: it says where the artifacts are, and it is
     # what the logs are read with.
     meta = task.metadata_dict
-    stored = _load_stored(task, meta)
+    stored, load = _open_stored(task, meta, module, own)
     values = stored.values
     stack = values.get(metaflow_seam.FOREACH_STACK) or []
     successful = bool(values.get("_success", False))
     finished = bool(values.get("_task_ok", False))
+    pathspec = task.pathspec
+    names = [k for k in stored.keys if not k.startswith("_")]
     result = TaskResult(
-        pathspec=task.pathspec,
-        step=task.parent.id,
+        pathspec=pathspec,
+        step=pathspec.split("/")[2],
         # What the client lists as the task's artifacts: Metaflow's own
-        # (``_``-prefixed) ones are not among them.
-        artifacts={k: v for k, v in values.items() if not k.startswith("_")},
+        # (``_``-prefixed) ones are not among them. Their values load later.
+        artifacts={},
         stdout=_log(task, "stdout", meta),
         stderr=_log(task, "stderr", meta),
         # ``Task.successful``, ``.finished`` and ``.exception`` are these artifacts.
@@ -206,14 +239,14 @@ def _read_attempt(task: Task) -> tuple[TaskResult, StoredAttempt]:
         # what the runtime itself requires of a control task.
         control=meta.get("internal_task_type") == CONTROL_TASK_TAG
         or "_control_mapper_tasks" in values,
-        unreadable=stored.problems,
+        unreadable=dict(stored.problems),
         workers=[
-            f"{task.pathspec.split('/')[0]}/{path}"
-            for path in values.get("_control_mapper_tasks") or []
+            f"{pathspec.split('/')[0]}/{path}" for path in values.get("_control_mapper_tasks") or []
         ],
+        lazy=LazyValues(names, load) if names and load is not None else None,
     )
-    if stored.problems:
-        result.artifacts = _PartlyRead(result.artifacts, result)
+    if result.lazy is None and stored.problems:
+        result.artifacts = _PartlyRead({}, result)
     return result, stored
 
 
@@ -236,10 +269,15 @@ def _caught(stored: StoredAttempt) -> CaughtException:
     )
 
 
-def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
+def _open_stored(
+    task: Task, meta: Mapping[str, str], module: ModuleType | None, own: tuple[str, ...] = ()
+) -> tuple[StoredAttempt, Any]:
     """What ``task`` (an attempt) stored, read with one ``TaskDataStore``
-    where its metadata says it wrote, as a task reads its inputs; nothing if
-    the attempt never started or did not end (it was killed).
+    where its metadata says it wrote, as a task reads its inputs: its
+    artifacts' keys, the values of Metaflow's own artifacts that say its
+    status (``_STATUS``; ``_FAILED`` for one that is not successful) and
+    those in ``own``, and a loader of the others (``None`` if the attempt
+    never started or did not end: it was killed).
 
     The client's ``DataArtifact.data`` would copy each value into its file
     cache first, a directory and a file per artifact: most of the cost of
@@ -247,11 +285,11 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
     """
     from metaflow.exception import MetaflowException
 
-    from ..metaflow_seam import DATASTORES, FlowDataStore, IncludedFile
+    from ..metaflow_seam import DATASTORES, FlowDataStore
 
     storage = [d for d in DATASTORES if meta.get("ds-type") == d.TYPE]
     if not storage or not meta.get("ds-root"):
-        return StoredAttempt()
+        return StoredAttempt(), None
     flow_name, run_id, step_name, task_id = task.pathspec.split("/")
     flow_store = FlowDataStore(flow_name, storage_impl=storage[0], ds_root=meta["ds-root"])
     try:
@@ -259,31 +297,65 @@ def _load_stored(task: Task, meta: Mapping[str, str]) -> StoredAttempt:
             run_id, step_name, task_id, attempt=task.current_attempt
         )
     except MetaflowException:
-        return StoredAttempt()
+        return StoredAttempt(), None
     keys = dict(store.items())
     stored = StoredAttempt(keys=keys)
+
+    def load(names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        timeline.mark("read.values", f"{task.pathspec} {len(names)}")
+        if module is None:
+            return _load(store, storage[0], meta["ds-root"], flow_name, keys, names)
+        with main_module_as(module):
+            return _load(store, storage[0], meta["ds-root"], flow_name, keys, names)
+
+    for names in (_STATUS + own, _FAILED):
+        values, problems = _load(
+            store, storage[0], meta["ds-root"], flow_name, keys, [n for n in names if n in keys]
+        )
+        stored.values.update(values)
+        stored.problems.update(problems)
+        if stored.values.get("_success"):
+            break
+    return stored, load
+
+
+def _load(
+    store: Any,
+    storage_class: Any,
+    ds_root: str,
+    flow_name: str,
+    keys: Mapping[str, str],
+    names: list[str],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load ``names`` from ``store``: (values, problems by name)."""
+    from ..metaflow_seam import IncludedFile
+
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    if not names:
+        return values, problems
     try:
-        loaded = list(store.load_artifacts(list(keys)))
+        loaded = list(store.load_artifacts(names))
     except Exception:
         # One artifact spoils the batch: load each on its own to keep the
         # others and name the ones that fail.
         loaded = []
-        for name in keys:
+        for name in names:
             try:
                 loaded += store.load_artifacts([name])
             except Exception as exc:
-                missing = _missing_content(storage[0], meta["ds-root"], flow_name, keys[name])
-                stored.problems[name] = missing or _problem(exc)
+                missing = _missing_content(storage_class, ds_root, flow_name, keys[name])
+                problems[name] = missing or _problem(exc)
     # As ``DataArtifact.data`` does: an ``IncludeFile`` reads as its contents.
     for name, value in loaded:
         if isinstance(value, IncludedFile):
             try:
                 value = value.decode(name)
             except Exception as exc:
-                stored.problems[name] = _problem(exc)
+                problems[name] = _problem(exc)
                 continue
-        stored.values[name] = value
-    return stored
+        values[name] = value
+    return values, problems
 
 
 def _missing_content(storage_class: Any, ds_root: str, flow_name: str, key: str) -> str | None:
@@ -327,7 +399,7 @@ def sorted_tasks(tasks: list[TaskResult]) -> list[TaskResult]:
 def _order_key(task: TaskResult) -> tuple[Any, ...]:
     indices, number = task.order
     return (
-        task.read_error is not None or metaflow_seam.FOREACH_STACK in task.unreadable,
+        task.read_error is not None or metaflow_seam.FOREACH_STACK in task._problems_known(),
         tuple(-1 if index is None else index for index in indices),
         number,
         task.id,

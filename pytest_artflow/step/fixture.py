@@ -320,7 +320,16 @@ def _read_step(
     cards = has_cards(flow.flow_class, pathspec.split("/")[2])
     with Sandbox(scratch).client_scope(), main_module_as(flow.module):
         try:
-            result, stored = read_task_stored(metaflow_seam.client_task(pathspec), cards=cards)
+            result, stored = read_task_stored(
+                metaflow_seam.client_task(pathspec),
+                cards=cards,
+                module=flow.module,
+                own=(metaflow_seam.TRANSITION, metaflow_seam.FOREACH_NUM_SPLITS),
+            )
+            # The scratch datastore goes with the sandbox, which does not
+            # know this result: every value is read now.
+            for attempt in result.attempts:
+                attempt._load_all()
         except MetaflowNotFound:
             return None
     transition = stored.values.get(metaflow_seam.TRANSITION)
