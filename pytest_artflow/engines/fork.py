@@ -164,6 +164,8 @@ class ForkServer:
             extra={
                 "engine": "fork",
                 "server": self.pid,
+                # The run's zygote (the server's spare, when it had one).
+                "zygote": pid,
                 # Why the run was not forked (then nothing of it started here).
                 "refused": said.get("refused"),
                 # "forked", or why the tasks were started as new interpreters.
