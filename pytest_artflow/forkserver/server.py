@@ -4,9 +4,13 @@ One run, as a process tree (P is the pytest process)::
 
     P ── S   fork server: a fresh interpreter, started once per session and
          │   environment; it imports Metaflow and then only waits for jobs.
-         └── R   run zygote (a fork of S, one per run, a session of its own): it
-             │   takes the run's environment and sandbox, loads the flow file as
-             │   ``__main__`` and then runs no Metaflow code itself.
+         └── R   run zygote (a fork of S, one per run, a session of its own,
+             │   forked as a spare before its run is asked for): it takes the
+             │   run's environment and sandbox, loads the flow file as
+             │   ``__main__`` and then runs no Metaflow code itself; it tells P
+             │   the run's exit status once the rest of the run is gone.
+             ├── G   a fork of R as it starts: asks ``git`` about the flow's
+             │       directory for R to hand to M and every task.
              ├── M   the run process (a fork of R): Metaflow's own CLI and
              │       runtime, whose task launcher asks R for each task process.
              └── T   one per task attempt (a fork of R): what
