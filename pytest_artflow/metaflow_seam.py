@@ -429,16 +429,25 @@ def install_code_package(package_class: type) -> bool:
 
 
 @contextlib.contextmanager
-def package_content_class(content_class: type) -> Iterator[None]:
+def package_made_with(content_class: type, thread_class: type) -> Iterator[None]:
     """Within: ``MetaflowPackage`` makes its code content (which modules and
-    files go in) with ``content_class`` instead of ``MetaflowCodeContentV1``."""
+    files go in) with ``content_class`` instead of ``MetaflowCodeContentV1``,
+    and its packing thread with ``thread_class`` instead of ``threading.Thread``
+    (its module's ``threading``, for it only, becomes one whose ``Thread`` is
+    ``thread_class``)."""
+    import threading
+    import types
+
     package = __getattr__("package_module")
-    saved = package.MetaflowCodeContentV1
-    package.MetaflowCodeContentV1 = content_class
+    saved = package.MetaflowCodeContentV1, package.threading
+    proxy = types.ModuleType("threading", threading.__doc__)
+    proxy.__dict__.update(vars(threading))
+    proxy.Thread = thread_class  # type: ignore[attr-defined]
+    package.MetaflowCodeContentV1, package.threading = content_class, proxy
     try:
         yield
     finally:
-        package.MetaflowCodeContentV1 = saved
+        package.MetaflowCodeContentV1, package.threading = saved
 
 
 def set_runtime_popen(popen: Callable[..., Any]) -> None:
@@ -568,6 +577,7 @@ FORK_ENGINE_NEEDS: list[tuple[str, str, tuple[str, ...]]] = [
     ("metaflow.metaflow_config", "FEAT_ALWAYS_UPLOAD_CODE_PACKAGE", ()),
     ("metaflow.package", "MetaflowPackage._package_and_upload", ("self",)),
     ("metaflow.package", "MetaflowCodeContentV1", ()),
+    ("metaflow.package", "threading", ()),
     (
         "metaflow.packaging_sys.v1",
         "MetaflowCodeContentV1.__init__",

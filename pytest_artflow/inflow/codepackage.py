@@ -9,14 +9,14 @@ accessors. On a machine with two cores that thread competes with the run's
 tasks and with the runtime itself for the CPU and the interpreter lock: about a
 fifth of a short forked run.
 
-The fork engine's run process therefore uses ``PackageOnDemand``: the thread
-starts as in Metaflow and builds exactly the same package, but waits until the
-package is first asked for. Its constructor also defers the most costly part
+The fork engine's run process therefore uses ``PackageOnDemand``: its thread
+builds exactly the same package, but starts only when the package is first
+asked for. Its constructor also defers the most costly part
 of Metaflow's (``ContentOnDemand``: the choice of which of the loaded modules
 and which of Metaflow's files go in, a few milliseconds on the runtime's path)
 until the content is first read. Everything else of the constructor runs as in
 Metaflow: the environment's ``init_environment`` hook, the package's place in
-the system context (decorators' hooks see it), the thread. The ``subprocess``
+the system context (decorators' hooks see it), the thread made (not started). The ``subprocess``
 engine keeps Metaflow's behaviour as it is.
 """
 
@@ -34,7 +34,7 @@ from ..metaflow_seam import (
     MetaflowCodeContentV1Base,
     MetaflowPackage,
     install_code_package,
-    package_content_class,
+    package_made_with,
 )
 
 
@@ -87,36 +87,55 @@ class ContentOnDemand(MetaflowCodeContentV1):  # type: ignore[misc]
         timeline.mark("package.found")
 
 
+class ThreadOnDemand(threading.Thread):
+    """The packing thread: ``start`` (in Metaflow's constructor) only notes
+    that it is wanted; ``go`` starts it, the first time the package is read.
+    Starting a thread costs the runtime's start a switch to it (milliseconds
+    on a busy machine, where it waits for a CPU) for a thread that would only
+    wait."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wanted = False
+        self._going = threading.Lock()
+
+    def start(self) -> None:
+        self._wanted = True
+
+    def go(self) -> None:
+        with self._going:
+            if self._wanted and self.ident is None:
+                super().start()
+
+
 class PackageOnDemand(MetaflowPackage):  # type: ignore[misc]
-    """``MetaflowPackage`` whose packing thread waits for the first reader.
+    """``MetaflowPackage`` whose packing thread starts for the first reader.
 
     Every way to read the package goes through ``blob_with_timeout``,
-    ``package_sha`` or ``package_url``; each one lets the thread go first.
-    Its code content is a ``ContentOnDemand``.
+    ``package_sha`` or ``package_url``; each one starts the thread first
+    (then waits for it, as Metaflow's do). Its code content is a
+    ``ContentOnDemand``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         timeline.mark("package.init")
-        # Before Metaflow's __init__, which starts the thread.
-        self._asked = threading.Event()
-        with package_content_class(ContentOnDemand):
+        with package_made_with(ContentOnDemand, ThreadOnDemand):
             super().__init__(*args, **kwargs)
         timeline.mark("package.made")
 
-    def _package_and_upload(self) -> None:
-        self._asked.wait()
-        super()._package_and_upload()
+    def _asked(self) -> None:
+        self._create_thread.go()
 
     def blob_with_timeout(self, timeout: float | None = None) -> Any:
-        self._asked.set()
+        self._asked()
         return super().blob_with_timeout(timeout)
 
     def package_sha(self, timeout: float | None = None) -> Any:
-        self._asked.set()
+        self._asked()
         return super().package_sha(timeout)
 
     def package_url(self, timeout: float | None = None) -> Any:
-        self._asked.set()
+        self._asked()
         return super().package_url(timeout)
 
 
