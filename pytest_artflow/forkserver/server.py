@@ -271,6 +271,7 @@ class Server:
             # timeout) are children here now; no other run's are (nor the spare).
             spare = {self.spare[0]} if self.spare is not None else set()
             lifetime.end_children(keep=self.runs | spare)
+            timeline.mark("server.exited", str(info.si_pid))
             send(
                 self.ctl,
                 {"op": "exited", "pid": info.si_pid, "code": os.waitstatus_to_exitcode(status)},
