@@ -104,6 +104,8 @@ _INTERNAL: dict[str, tuple[str, str | None]] = {
     "LocalMetadataProvider": ("metaflow.plugins.metadata_providers.local", "LocalMetadataProvider"),
     "LocalStorage": ("metaflow.plugins.datastores.local_storage", "LocalStorage"),
     "MetaflowPackage": ("metaflow.package", "MetaflowPackage"),
+    "MetaflowCodeContentV1": ("metaflow.packaging_sys.v1", "MetaflowCodeContentV1"),
+    "MetaflowCodeContentV1Base": ("metaflow.packaging_sys", "MetaflowCodeContentV1Base"),
     "MutableFlow": ("metaflow.user_decorators.mutable_flow", "MutableFlow"),
     "TaskDataStore": ("metaflow.datastore.task_datastore", "TaskDataStore"),
     "UnpicklableArtifactException": (
@@ -516,6 +518,28 @@ def install_code_package(package_class: type) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def package_made_with(content_class: type, thread_class: type) -> Iterator[None]:
+    """Within: ``MetaflowPackage`` makes its code content (which modules and
+    files go in) with ``content_class`` instead of ``MetaflowCodeContentV1``,
+    and its packing thread with ``thread_class`` instead of ``threading.Thread``
+    (its module's ``threading``, for it only, becomes one whose ``Thread`` is
+    ``thread_class``)."""
+    import threading
+    import types
+
+    package = __getattr__("package_module")
+    saved = package.MetaflowCodeContentV1, package.threading
+    proxy = types.ModuleType("threading", threading.__doc__)
+    proxy.__dict__.update(vars(threading))
+    proxy.Thread = thread_class  # type: ignore[attr-defined]
+    package.MetaflowCodeContentV1, package.threading = content_class, proxy
+    try:
+        yield
+    finally:
+        package.MetaflowCodeContentV1, package.threading = saved
+
+
 def set_runtime_popen(popen: Callable[..., Any]) -> None:
     """Start the runtime's task processes with ``popen``: its ``subprocess``
     module, for the runtime only, becomes one whose ``Popen`` is ``popen``."""
@@ -538,6 +562,58 @@ def answer_repository_info(answer: Callable[[Callable[..., Any]], Callable[..., 
     call ``set_repository_info`` to settle for good."""
     git = __getattr__("metaflow_git")
     git.get_repository_info = answer(git.get_repository_info)
+
+
+#: The questions ``get_repository_info`` asks ``git`` (one at a time), as
+#: ``_call_git``'s arguments: ``repository_info_at_once`` asks them all at once.
+GIT_QUESTIONS: tuple[tuple[str, ...], ...] = (
+    ("rev-parse", "--is-inside-work-tree"),
+    ("config", "--get", "remote.origin.url"),
+    ("rev-parse", "--abbrev-ref", "HEAD"),
+    ("rev-parse", "HEAD"),
+    ("diff-index", "--quiet", "HEAD", "--"),
+)
+
+
+def repository_info_at_once(path: str) -> Any:
+    """What ``get_repository_info(path)`` returns, sooner: ``GIT_QUESTIONS``
+    go to ``git`` at once, each through Metaflow's own ``_call_git``, and then
+    ``get_repository_info`` runs with those answers at hand; a question it
+    asks that is not among them goes to ``git`` as it asks (so a Metaflow
+    that asks other questions gets its own answers, only later). Threads:
+    only for a process that forks nothing afterwards."""
+    import threading
+
+    git = __getattr__("metaflow_git")
+    call = git._call_git
+    answers: dict[tuple[str, ...], Any] = {}
+
+    def ask(question: tuple[str, ...]) -> None:
+        answers[question] = call(list(question), path)
+
+    asking = [threading.Thread(target=ask, args=(q,), daemon=True) for q in GIT_QUESTIONS]
+    for thread in asking:
+        thread.start()
+    for thread in asking:
+        thread.join()
+
+    def answered(args: list[str], where: Any = path) -> Any:
+        key = tuple(args)
+        if where == path and key in answers:
+            return answers[key]
+        return call(args, where)
+
+    git._call_git = answered
+    try:
+        return git.get_repository_info(path=path)
+    finally:
+        git._call_git = call
+
+
+def fill_repository_info(info: Any) -> None:
+    """Metaflow's per-process cache of ``get_repository_info``, filled with
+    ``info`` (what it returned in another process of the run)."""
+    __getattr__("metaflow_git")._git_info_cache = info
 
 
 def set_repository_info(function: Callable[..., Any]) -> None:
@@ -581,6 +657,8 @@ def flow_context(flow_class: type) -> Any:
 FORK_ENGINE_NEEDS: list[tuple[str, str, tuple[str, ...]]] = [
     ("metaflow.runtime", "subprocess", ()),
     ("metaflow.metaflow_git", "get_repository_info", ("path",)),
+    ("metaflow.metaflow_git", "_git_info_cache", ()),
+    ("metaflow.metaflow_git", "_call_git", ("args", "path")),
     ("metaflow.metaflow_version", "get_version", ()),
     ("metaflow.metaflow_config_funcs", "METAFLOW_CONFIG", ()),
     ("metaflow.metaflow_config_funcs", "METAFLOW_LOCAL_CONFIG", ()),
@@ -588,6 +666,18 @@ FORK_ENGINE_NEEDS: list[tuple[str, str, tuple[str, ...]]] = [
     ("metaflow.metaflow_config_funcs", "init_local_config", ()),
     ("metaflow.metaflow_config", "FEAT_ALWAYS_UPLOAD_CODE_PACKAGE", ()),
     ("metaflow.package", "MetaflowPackage._package_and_upload", ("self",)),
+    ("metaflow.package", "MetaflowCodeContentV1", ()),
+    ("metaflow.package", "threading", ()),
+    (
+        "metaflow.packaging_sys.v1",
+        "MetaflowCodeContentV1.__init__",
+        ("self", "code_dir", "other_dir", "criteria"),
+    ),
+    (
+        "metaflow.packaging_sys",
+        "MetaflowCodeContentV1Base.__init__",
+        ("self", "code_dir", "other_dir"),
+    ),
     ("metaflow.package", "MetaflowPackage.blob_with_timeout", ("self", "timeout")),
     ("metaflow.package", "MetaflowPackage.package_sha", ("self", "timeout")),
     ("metaflow.package", "MetaflowPackage.package_url", ("self", "timeout")),

@@ -30,9 +30,17 @@ def _python(sandbox, script: str, **extra_env: str) -> str:
 
 def test_the_package_is_built_when_first_read_and_is_metaflows_own(artflow_sandbox):
     script = """
-        import io, sys, tarfile
+        import io, os, sys, tarfile, tempfile
         sys.argv = [EXAMPLES + "/art_flow.py"]
         sys.path.insert(0, EXAMPLES)
+        # Modules that ask to be packaged: one loaded before the packages are
+        # made, one after (Metaflow notes the loaded modules as it makes one).
+        modules = tempfile.mkdtemp()
+        for name in ("included_before", "included_after"):
+            with open(os.path.join(modules, name + ".py"), "w") as f:
+                f.write("METAFLOW_PACKAGE_POLICY = 'include'\\n")
+        sys.path.insert(0, modules)
+        import included_before
         from metaflow.metaflow_environment import MetaflowEnvironment
         from metaflow.package import MetaflowPackage
         from pytest_artflow.inflow.codepackage import PackageOnDemand
@@ -52,11 +60,18 @@ def test_the_package_is_built_when_first_read_and_is_metaflows_own(artflow_sandb
         environment.get_environment_info()
         lazy = PackageOnDemand(flow, environment, lambda *a, **k: None)
         # Metaflow's own class starts packing at once; this one waits.
-        lazy._create_thread.join(1.0)
-        assert built == [] and lazy._create_thread.is_alive(), built
+        assert built == [] and lazy._create_thread.ident is None, built
 
         eager = MetaflowPackage(flow, environment, lambda *a, **k: None)
+        # Nor has it looked for what goes in (Metaflow's own class has).
+        assert "_deferred" in vars(lazy._mfcontent)
+        assert "_deferred" not in vars(eager._mfcontent)
+        import included_after
+
         assert sorted(lazy.path_tuples()) == sorted(eager.path_tuples())
+        names = [name for _, name in lazy.path_tuples()]
+        assert any("included_before" in name for name in names), names
+        assert not any("included_after" in name for name in names), names
         assert sorted(built) == ["MetaflowPackage", "PackageOnDemand"], built
 
         def content(package):

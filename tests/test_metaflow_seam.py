@@ -3,6 +3,8 @@ engine, and what happens when the installed Metaflow lacks one of those names.""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from pathlib import Path
 
 import metaflow.runtime
@@ -100,3 +102,63 @@ def test_a_changed_metaflow_sends_fork_runs_to_subprocess_with_one_warning(
     monkeypatch.delattr(metaflow.runtime, "subprocess")
     result = pytester.runpytest()
     result.assert_outcomes(passed=2)
+
+
+def _git_repository(directory: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=directory,
+            capture_output=True,
+            check=True,
+        )
+
+    git("init", "-q", "-b", "trunk")
+    git("remote", "add", "origin", "git@example.com:team/flows.git")
+    (directory / "flow.py").write_text("# a flow\n")
+    git("add", "flow.py")
+    git("commit", "-q", "-m", "flow")
+    (directory / "flow.py").write_text("# a changed flow\n")
+
+
+@pytest.mark.parametrize("repository", [True, False], ids=["repository", "no repository"])
+def test_gits_questions_asked_at_once_get_metaflows_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repository: bool
+) -> None:
+    from metaflow import metaflow_git
+
+    if repository:
+        _git_repository(tmp_path)
+    asked = metaflow_git._call_git
+    # Every question waits until all of them are being asked: one at a time,
+    # the first would wait in vain.
+    together = threading.Barrier(len(metaflow_seam.GIT_QUESTIONS), timeout=120)
+
+    def call_git(args: list[str], path: object) -> object:
+        together.wait()
+        return asked(args, path)
+
+    monkeypatch.setattr(metaflow_git, "_call_git", call_git)
+    monkeypatch.setattr(metaflow_git, "_git_info_cache", None)
+    at_once = metaflow_seam.repository_info_at_once(str(tmp_path))
+    assert metaflow_git._call_git is call_git
+    monkeypatch.setattr(metaflow_git, "_call_git", asked)
+    monkeypatch.setattr(metaflow_git, "_git_info_cache", None)
+    assert at_once == metaflow_git.get_repository_info(str(tmp_path))
+    if repository:
+        assert at_once["branch_name"] == "trunk"
+        assert at_once["has_uncommitted_changes"] is True
+
+
+def test_a_question_git_was_not_asked_at_once_is_asked_when_metaflow_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metaflow import metaflow_git
+
+    _git_repository(tmp_path)
+    monkeypatch.setattr(metaflow_seam, "GIT_QUESTIONS", metaflow_seam.GIT_QUESTIONS[:2])
+    monkeypatch.setattr(metaflow_git, "_git_info_cache", None)
+    at_once = metaflow_seam.repository_info_at_once(str(tmp_path))
+    monkeypatch.setattr(metaflow_git, "_git_info_cache", None)
+    assert at_once == metaflow_git.get_repository_info(str(tmp_path))
+    assert at_once["branch_name"] == "trunk"

@@ -80,6 +80,7 @@ class ForkServer:
         out_r, out_w = os.pipe()
         status_r, status_w = os.pipe()
         started = time.perf_counter()
+        timeline.mark("engine.run")
         try:
             messages.send(
                 self.sock,
@@ -106,6 +107,10 @@ class ForkServer:
             os.close(status_r)
 
     def _follow(self, job: RunJob, out_r: int, status_r: int, started: float) -> EngineResult:
+        """Collect the run's output until its zygote has exited: it says so
+        itself (its status pipe, once every other process of the run is
+        gone), or the server does when it dies without saying (killed, a
+        timeout), whose word then counts."""
         pid = self._expect("started", time.monotonic() + KILL_TIMEOUT)["pid"]
         deadline = None if job.timeout is None else started + job.timeout
         output: list[bytes] = []
@@ -139,6 +144,9 @@ class ForkServer:
                             key.data.append(chunk)
                         else:
                             selector.unregister(key.fd)
+                            if key.data is status and code is None:
+                                # The zygote's own word, when it could say.
+                                code = _said(status).get("exit")
             except BaseException:
                 # Ctrl-C, or the server died: no process of the run may outlive it.
                 self._kill(pid)
@@ -148,7 +156,8 @@ class ForkServer:
         if not status and not timed_out:
             # The zygote died before it could say: a bug, not the flow's doing.
             raise ForkServerError(f"the fork server's run process ended early:\n{text[-3000:]}")
-        said = json.loads(b"".join(status)) if status else {}
+        said = _said(status)
+        timeline.mark("engine.exited", str(code))
         return EngineResult(
             returncode=code,
             output=text,
@@ -157,6 +166,8 @@ class ForkServer:
             extra={
                 "engine": "fork",
                 "server": self.pid,
+                # The run's zygote (the server's spare, when it had one).
+                "zygote": pid,
                 # Why the run was not forked (then nothing of it started here).
                 "refused": said.get("refused"),
                 # "forked", or why the tasks were started as new interpreters.
@@ -221,6 +232,17 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
+
+
+def _said(status: list[bytes]) -> dict[str, Any]:
+    """What the run's zygote said on its status pipe: one JSON object a line
+    (``Zygote.report``), the last one its exit status (``Zygote.finish``)
+    unless it died first."""
+    said: dict[str, Any] = {}
+    for line in b"".join(status).splitlines():
+        # A line is one write, well under the pipe's atomic size: never torn.
+        said.update(json.loads(line))
+    return said
 
 
 def _readable(sock: socket.socket, deadline: float) -> list[Any]:

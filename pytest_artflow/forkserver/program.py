@@ -146,15 +146,35 @@ def _exit_like(code: int) -> NoReturn:
     os._exit(code if code >= 0 else 128 - code)
 
 
+#: Descriptors that only this process may hold (see ``parent_only``).
+_parent_only: set[int] = set()
+
+
+def parent_only(fd: int) -> None:
+    """Keep ``fd`` out of every fork of this process (its copy is closed first
+    thing in ``fork``): a pipe whose end of file the reader takes as this
+    process's own word, which no child may hold open or write to."""
+    _parent_only.add(fd)
+
+
+def not_parent_only(fd: int) -> None:
+    """``fd`` is no longer this process's alone (or is about to be closed)."""
+    _parent_only.discard(fd)
+
+
 def fork(closing: Iterable[Any], body: Callable[[], int]) -> int:
-    """Fork; the child closes ``closing`` (its parent's end of things), runs
-    ``body`` and leaves with the status it returns. The parent gets the pid."""
+    """Fork; the child closes ``closing`` (its parent's end of things) and what
+    is ``parent_only``, runs ``body`` and leaves with the status it returns.
+    The parent gets the pid."""
     _flush_std_streams()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             _default_signals()
+            for fd in _parent_only:
+                os.close(fd)
+            _parent_only.clear()
             for each in closing:
                 each.close()
             code = body()

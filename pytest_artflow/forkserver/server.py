@@ -4,9 +4,13 @@ One run, as a process tree (P is the pytest process)::
 
     P ── S   fork server: a fresh interpreter, started once per session and
          │   environment; it imports Metaflow and then only waits for jobs.
-         └── R   run zygote (a fork of S, one per run, a session of its own): it
-             │   takes the run's environment and sandbox, loads the flow file as
-             │   ``__main__`` and then runs no Metaflow code itself.
+         └── R   run zygote (a fork of S, one per run, a session of its own,
+             │   forked as a spare before its run is asked for): it takes the
+             │   run's environment and sandbox, loads the flow file as
+             │   ``__main__`` and then runs no Metaflow code itself; it tells P
+             │   the run's exit status once the rest of the run is gone.
+             ├── G   a fork of R as it starts: asks ``git`` about the flow's
+             │       directory for R to hand to M and every task.
              ├── M   the run process (a fork of R): Metaflow's own CLI and
              │       runtime, whose task launcher asks R for each task process.
              └── T   one per task attempt (a fork of R): what
@@ -85,7 +89,13 @@ FLOW_DEPENDENT = (
 
 
 class Server:
-    """Forks one zygote per run; reports their exit; kills their groups."""
+    """Forks one zygote per run; reports their exit; kills their groups.
+
+    The zygote of the next run is forked ahead of it (the spare, waiting for
+    its job on a socket of its own), so that a run starts with a message, not
+    a fork; each spare serves exactly one run (every run starts from a fresh
+    copy of this process), and the next spare is forked once the run it
+    serves has started."""
 
     def __init__(self, ctl: socket.socket, markers: dict[str, str]) -> None:
         self.ctl = ctl
@@ -93,6 +103,8 @@ class Server:
         self.initial_env = dict(os.environ)
         self.initial_path = list(sys.path)
         self.runs: set[int] = set()
+        #: The spare zygote's pid and this process's end of its socket.
+        self.spare: tuple[int, socket.socket] | None = None
 
     def prepare(self) -> dict[str, Any]:
         import importlib
@@ -129,6 +141,7 @@ class Server:
         lifetime.become_subreaper()
         self.wakeup = program.Wakeup()
         try:
+            self.fork_spare()
             while True:
                 watched: list[Any] = [self.ctl, self.wakeup.read_fd]
                 readable, _, _ = select.select(watched, [], [])
@@ -144,6 +157,7 @@ class Server:
                     elif message["op"] == "kill":
                         self.kill(message["pid"])
         finally:
+            self.drop_spare()
             for pid in list(self.runs):
                 self.kill(pid)
             while self.runs:
@@ -152,11 +166,77 @@ class Server:
             lifetime.end_children()
 
     def start(self, job: dict[str, Any], fds: list[int]) -> None:
-        pid = program.fork([self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run())  # R
+        timeline.mark("server.job")
+        pid = self.hand_to_spare(job, fds)
+        if pid is None:
+            pid = program.fork(  # R
+                [self.ctl, self.wakeup], lambda: Zygote(self, job, *fds).run()
+            )
         for fd in fds:
             os.close(fd)
         self.runs.add(pid)
         send(self.ctl, {"op": "started", "pid": pid})
+        timeline.mark("server.started", str(pid))
+        # The next run's zygote, while this one runs (before it is asked for).
+        self.fork_spare()
+
+    def fork_spare(self) -> None:
+        """Fork the next run's zygote (R), to wait for its job (``await_job``)."""
+        if self.spare is not None:
+            return
+        ours, theirs = socket.socketpair()
+        try:
+            pid = program.fork([self.ctl, self.wakeup, ours], lambda: self.await_job(theirs))
+        except OSError:
+            # No spare: the next run forks its zygote when it is asked for.
+            ours.close()
+            return
+        finally:
+            theirs.close()
+        self.spare = (pid, ours)
+        timeline.mark("server.spare", str(pid))
+
+    def await_job(self, sock: socket.socket) -> int:
+        """The spare: a session of its own at once (the server kills a run by
+        its group), then the one job it is given, or end of file when the
+        server stops or dies."""
+        os.setsid()
+        message, fds = recv(sock)
+        sock.close()
+        if message is None:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        timeline.mark("zygote.job")
+        return Zygote(self, message["job"], *fds).run()
+
+    def hand_to_spare(self, job: dict[str, Any], fds: list[int]) -> int | None:
+        """Give ``job`` to the spare zygote; its pid, or ``None`` if there was
+        none or it is gone (its exit is reaped as any child's)."""
+        if self.spare is None:
+            return None
+        pid, sock = self.spare
+        self.spare = None
+        try:
+            send(sock, {"job": job}, fds)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            return None
+        finally:
+            sock.close()
+        return pid
+
+    def drop_spare(self) -> None:
+        """End the spare zygote (the server stops): it has no job, nothing else."""
+        if self.spare is not None:
+            pid, sock = self.spare
+            self.spare = None
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
     def kill(self, pid: int) -> None:
         # Only runs not yet reaped: their process group id cannot have been reused.
@@ -179,12 +259,19 @@ class Server:
                 return
             self.kill(info.si_pid)
             _, status = os.waitpid(info.si_pid, 0)
+            if self.spare is not None and info.si_pid == self.spare[0]:
+                # The spare died waiting (killed): the next run forks its own.
+                self.spare[1].close()
+                self.spare = None
+                continue
             if info.si_pid not in self.runs:
                 continue  # a process of an ended run, re-parented here
             self.runs.discard(info.si_pid)
             # Processes of this run that outlived its zygote (killed on a
-            # timeout) are children here now; no other run's are.
-            lifetime.end_children(keep=self.runs)
+            # timeout) are children here now; no other run's are (nor the spare).
+            spare = {self.spare[0]} if self.spare is not None else set()
+            lifetime.end_children(keep=self.runs | spare)
+            timeline.mark("server.exited", str(info.si_pid))
             send(
                 self.ctl,
                 {"op": "exited", "pid": info.si_pid, "code": os.waitstatus_to_exitcode(status)},
@@ -202,29 +289,44 @@ class Zygote:
         self.job = job
         self.path = job["flow_file"]
         self.class_name = job["class_name"]
-        os.setsid()
+        if os.getsid(0) != os.getpid():  # a spare made its session already
+            os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(devnull)
         os.close(out_fd)
+        #: The pytest process reads what this process says here (``report``,
+        #: ``finish``); no other process of the run holds it.
         self.status_fd = status_fd
+        program.parent_only(status_fd)
         self.main_names = dict(server.main_additions)
         #: Why tasks cannot be forked from here (then they are new interpreters).
         self.no_fork: str | None = None
 
     def run(self) -> int:
+        """The run, then its exit status told to the pytest process directly
+        (``finish``): it need not wait for the server to notice this exit."""
+        code = self.run_zygote()
+        self.finish(code)
+        return code
+
+    def run_zygote(self) -> int:
         refusal = self.enter()
+        # The run's environment says where its marks go.
+        timeline.start(timeline.requested())
+        timeline.mark("zygote.entered")
         if refusal:
             self.report(refused=refusal)
             return 0
-        timeline.start(timeline.requested())
+        git = self.ask_git()
         from pytest_artflow.inflow import launch
 
         sys.argv = [self.path, *self.job["args"]]
         sys.path[0] = os.path.dirname(self.path)
         self.warm_imports()
+        timeline.mark("zygote.imported")
         threads = program.native_threads()
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
@@ -240,26 +342,78 @@ class Zygote:
         self.main_pid = program.fork(  # M
             [self.sock, self.wakeup, git_answer], lambda: self.run_main(to_main, git_info)
         )
+        timeline.mark("zygote.main", str(self.main_pid))
         to_main.close()
         git_info.close()
         # M may have ended already (its flow file did not load): nobody to tell.
         with contextlib.suppress(BrokenPipeError), git_answer:
-            self.warm_git_info(git_answer)
+            self.warm_git_info(git, git_answer)
         return self.serve()
 
     def report(self, **status: Any) -> None:
-        os.write(self.status_fd, json.dumps(status).encode())
+        """One line of what this run says to the pytest process."""
+        os.write(self.status_fd, (json.dumps(status) + "\n").encode())
+
+    def finish(self, code: int) -> None:
+        """Tell the pytest process the run's exit status and let go of the
+        run's output: every other process of the run is gone (``serve``), so
+        the pytest process has all of it and need not wait for this process
+        to exit or for the server to reap it. A zygote that dies without
+        saying (killed, a timeout) leaves the word to the server."""
+        program._flush_std_streams()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        timeline.mark("zygote.finished", str(code))
+        self.report(exit=code)
+        program.not_parent_only(self.status_fd)
         os.close(self.status_fd)
 
-    def warm_git_info(self, answer: io.BufferedWriter) -> None:
+    def ask_git(self) -> tuple[int, int]:
+        """Fork G, which asks ``git`` about the flow's directory (Metaflow's
+        own ``get_repository_info``: five ``git`` calls, 10-30 ms one after
+        the other; G asks them at once) while this process warms the flow's
+        imports and M starts Metaflow's CLI; G's pid and the pipe its answer
+        comes on (see ``warm_git_info``). A process, not a thread: this one
+        forks every task and must stay single-threaded."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        answer_r, answer_w = os.pipe()
+
+        def ask() -> int:
+            os.close(answer_r)
+            try:
+                info = metaflow_seam.repository_info_at_once(directory)
+            except Exception:
+                # Each process asks again, as Metaflow would, and fails as it would.
+                info = None
+            with open(answer_w, "wb") as answer:
+                answer.write(json.dumps(info).encode())
+            return 0
+
+        try:
+            pid = program.fork([], ask)
+        finally:
+            os.close(answer_w)
+        timeline.mark("zygote.git", str(pid))
+        return pid, answer_r
+
+    def warm_git_info(self, git: tuple[int, int], answer: io.BufferedWriter) -> None:
         """Fill Metaflow's own per-process cache of the flow's git information
-        (five ``git`` calls, about 10 ms) once, for every task to inherit and
-        for M, which is told the answer (see ``_git_info_from_zygote``): within
-        one run each of them would find the same repository, branch and commit.
-        M starts its CLI meanwhile, and asks only once it registers metadata."""
+        with G's answer (``ask_git``), before any task is forked, for every
+        task to inherit, and tell M (see ``_git_info_from_zygote``): within one
+        run each of them would find the same repository, branch and commit.
+        M asks only once it registers metadata."""
+        pid, answer_r = git
         info = None
         try:
-            info = metaflow_seam.repository_info(os.path.dirname(os.path.abspath(self.path)))
+            with open(answer_r, "rb") as found, contextlib.suppress(ValueError):
+                # Nothing, or not all of it, if G died: each process asks.
+                info = json.loads(found.read() or b"null")
+            os.waitpid(pid, 0)
+            timeline.mark("zygote.gitinfo")
+            if info is not None:
+                metaflow_seam.fill_repository_info(info)
         finally:
             answer.write(json.dumps(info).encode())
 
@@ -449,8 +603,10 @@ def _git_info_from_zygote(answer: io.BufferedReader) -> None:
         def get_repository_info(path: Any) -> Any:
             with lock:
                 if not answer.closed:
+                    timeline.mark("main.gitwait")
                     with answer:
                         info = json.loads(answer.read() or b"null")
+                    timeline.mark("main.gitinfo")
                     # If R could not tell, git is asked here, as Metaflow would.
                     metaflow_seam.set_repository_info(asked if info is None else lambda path: info)
             return metaflow_seam.call_repository_info(path)
@@ -486,6 +642,7 @@ def _job_sys_path(server: Server, pythonpath: str, cwd: str) -> list[str]:
 def main(argv: list[str]) -> None:
     ctl = socket.socket(fileno=int(argv[0]))
     markers = {k: os.environ[k] for k in json.loads(argv[1])}
+    timeline.start(timeline.requested())
     server = Server(ctl, markers)
     try:
         ready = server.prepare()
