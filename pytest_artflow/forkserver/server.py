@@ -43,6 +43,7 @@ module (S and R).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -430,8 +431,10 @@ class Zygote:
         """Fork the next task process, to wait for its job (``run_spare``)."""
         ours, theirs = socket.socketpair()
         try:
+            # (A partial, not a lambda: the task's code runs as deep in the
+            # stack as in a task forked at its request.)
             pid = program.fork(  # T, ahead of its job
-                [self.sock, self.wakeup, ours], lambda: self.run_spare(theirs)
+                [self.sock, self.wakeup, ours], functools.partial(self.run_spare, theirs)
             )
         except BaseException:
             ours.close()

@@ -90,20 +90,22 @@ class TaskLauncher:
         pid = task.pid
         deadline = None if timeout is None else time.monotonic() + timeout
         while pid not in self.exited:
-            watched: list[Any] = [self.sock]
+            # poll, not select: the runtime's many pipes may take high fds.
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
             if task.exit_fd is not None:
-                watched.append(task.exit_fd)
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readable = select.select(watched, [], [], wait)[0]
-            if not readable:
+                poller.register(task.exit_fd, select.POLLIN)
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+            ready = {fd for fd, _ in poller.poll(wait)}
+            if not ready:
                 return None
-            if task.exit_fd is not None and task.exit_fd in readable:
+            if task.exit_fd in ready:
                 code = task.read_exit()
                 if code is not None:
                     self.reported.add(pid)
                     timeline.mark("task.exited", f"{pid} {code} pipe")
                     return code
-            if self.sock in readable:
+            if self.sock.fileno() in ready:
                 self._receive()
         task.close_exit()
         timeline.mark("task.exited", f"{pid} {self.exited[pid]} zygote")
