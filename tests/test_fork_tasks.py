@@ -198,3 +198,31 @@ def test_a_tasks_exit_status_reaches_metaflow_as_under_the_subprocess_engine(
         m for m in _marks(marks_file, "task.exited") if m.detail.startswith(f"{started.pid} ")
     ]
     assert exited.detail == f"{started.pid} {expected} {ENDINGS[how]}"
+
+
+def test_a_task_has_the_low_descriptors_a_new_interpreters_task_has(
+    artflow_run: Any, flow_file: Callable[..., Path]
+) -> None:
+    """Nothing of R or of the spare's job channel stays open in a task, and
+    its exit-status pipe keeps out of the numbers the step's own files get."""
+    path = flow_file(
+        """
+        import os
+        from metaflow import FlowSpec, step
+
+        class FdFlow(FlowSpec):
+            @step
+            def start(self):
+                self.fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd") if int(fd) < 100)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    seen = {
+        engine: artflow_run(path, engine=engine)["start"].data.fds
+        for engine in ("subprocess", "fork")
+    }
+    assert seen["fork"] == seen["subprocess"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import io
 import os
 import signal
@@ -137,6 +138,9 @@ class Wakeup:
         os.close(self.write_fd)
 
 
+#: Where ``report_exit`` moves its descriptor (below the usual limit of 1024).
+_HIGH_FD = 900
+
 #: Where this process writes its exit status as it ends (``report_exit``):
 #: (the pid it was asked of, the descriptor).
 _exit_report: tuple[int, int] | None = None
@@ -151,6 +155,12 @@ def report_exit(fd: int) -> None:
     signal, ``os._exit`` in user code) writes nothing and closes ``fd``."""
     global _exit_report
     os.set_inheritable(fd, False)
+    # Out of the way of the numbers the program's own files get (3, 4, ...),
+    # as in a fresh interpreter, where this descriptor does not exist.
+    with contextlib.suppress(OSError):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+        os.close(fd)
+        fd = high
     _exit_report = (os.getpid(), fd)
 
 
