@@ -226,3 +226,19 @@ def test_a_task_has_the_low_descriptors_a_new_interpreters_task_has(
         for engine in ("subprocess", "fork")
     }
     assert seen["fork"] == seen["subprocess"]
+
+
+def test_a_single_step_job_forks_no_spare(
+    artflow_run: Any, artflow_step: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run keeps a spare ready from its start; a single step (M runs the
+    task itself, Metaflow's runtime starts no task) does not fork one."""
+    flow = Path(__file__).parent.parent / "examples" / "art_flow.py"
+    run_marks, step_marks = tmp_path / "run.txt", tmp_path / "step.txt"
+    monkeypatch.setenv(timeline.ENV, str(run_marks))
+    assert artflow_run(flow, engine="fork").successful
+    monkeypatch.setenv(timeline.ENV, str(step_marks))
+    task = artflow_step(flow, "middle", inputs={"some_data": [9, 9]}, engine="fork")
+    assert task.successful
+    assert _marks(run_marks, "spare.forked")
+    assert _marks(step_marks, "spare.forked") == []

@@ -89,6 +89,11 @@ FLOW_DEPENDENT = (
     "metaflow.cli_components.step_cmd",
 )
 
+#: Metaflow's commands that start tasks (its runtime): R keeps a spare task
+#: process ready from the start of such a run; for any other (a single step,
+#: ``init``), only once M asks for a task, if ever.
+RUNTIME_COMMANDS = frozenset({"run", "resume", "spin"})
+
 
 # -- S: the server --
 
@@ -377,7 +382,7 @@ class Zygote:
         sources: list[Any] = [self.sock, self.wakeup.read_fd]
         #: The task process forked ahead of time, and R's end of its job channel.
         self.spare: tuple[int, socket.socket] | None = None
-        if self.no_fork is None:
+        if self.no_fork is None and RUNTIME_COMMANDS & set(self.job["args"]):
             self.fork_spare()
         while main_code is None:
             readable, _, _ = select.select(sources, [], [])
