@@ -80,7 +80,6 @@ class ForkServer:
         out_r, out_w = os.pipe()
         status_r, status_w = os.pipe()
         started = time.perf_counter()
-        timeline.mark("engine.run")
         try:
             messages.send(
                 self.sock,

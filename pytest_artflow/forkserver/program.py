@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import io
 import os
 import signal
@@ -18,6 +19,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
+
+from .. import timeline
 
 
 def run(main: Callable[[], object]) -> int:
@@ -135,9 +138,51 @@ class Wakeup:
         os.close(self.write_fd)
 
 
+#: Where ``report_exit`` moves its descriptor (below the usual limit of 1024).
+_HIGH_FD = 900
+
+#: Where this process writes its exit status as it ends (``report_exit``):
+#: (the pid it was asked of, the descriptor).
+_exit_report: tuple[int, int] | None = None
+
+
+def report_exit(fd: int) -> None:
+    """Write this process's exit status to ``fd`` as it leaves by
+    ``_exit_like`` (its standard streams flushed and closed first), so that
+    whoever holds the other end learns it without waiting for this process's
+    parent to reap it. Only this process writes: its own forks inherit the
+    descriptor but not the duty. A death that skips ``_exit_like`` (a
+    signal, ``os._exit`` in user code) writes nothing and closes ``fd``."""
+    global _exit_report
+    os.set_inheritable(fd, False)
+    # Out of the way of the numbers the program's own files get (3, 4, ...),
+    # as in a fresh interpreter, where this descriptor does not exist.
+    with contextlib.suppress(OSError):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+        os.close(fd)
+        fd = high
+    _exit_report = (os.getpid(), fd)
+
+
+def _write_exit(code: int) -> None:
+    """The last act of a process asked to ``report_exit``: whatever it wrote
+    to its standard streams is in their pipes (closed, so the reader sees
+    their end no later than the status) before the status is."""
+    if _exit_report is None or _exit_report[0] != os.getpid():
+        return
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    timeline.mark("task.exit", str(code & 0xFF))
+    with contextlib.suppress(OSError):
+        os.write(_exit_report[1], str(code & 0xFF).encode())
+
+
 def _exit_like(code: int) -> NoReturn:
     """Leave this fork with ``code`` (a negative code is death by that signal),
     never by raising: a fork must not return into its parent's code."""
+    if code >= 0:
+        _write_exit(code)
     if code < 0:
         with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler
             signal.signal(-code, signal.SIG_DFL)

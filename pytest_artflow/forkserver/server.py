@@ -24,6 +24,14 @@ task forked from it would inherit that, a fresh task process does not. R is
 exactly the state every fresh task process reaches before Metaflow's CLI
 starts, so tasks forked from it start like fresh ones, only sooner.
 
+R keeps one T forked ahead of time (the spare), waiting for its job, so that
+starting a task costs M a message, not a fork: R hands the spare M's job (its
+command line, environment and pipes), answers with its pid, and only then
+forks the next spare. R runs no code of the run between tasks, so a spare
+forked earlier is in the very state a fork made at the request would be in.
+A spare never outlives R: it ends when R closes its end of the job channel,
+and it is in R's process group, which is what ending a run kills.
+
 S imports Metaflow before it knows any sandbox: every per-sandbox setting is a
 marker in S and is rewritten by each R (``markers.py``). What S cannot account
 for (a Metaflow config file that applies to the run, a marker it cannot
@@ -39,6 +47,7 @@ module (S and R).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -57,7 +66,7 @@ from ..inflow import lifetime
 from . import program
 from .markers import SENTINEL_PREFIX, Bindings
 from .messages import recv, send
-from .tasklauncher import TaskLauncher
+from .tasklauncher import TaskLauncher, task_name
 
 #: What S imports before it serves: what every run, task and single-step job
 #: needs...
@@ -83,6 +92,11 @@ FLOW_DEPENDENT = (
     "metaflow.cli_components.init_cmd",
     "metaflow.cli_components.step_cmd",
 )
+
+#: Metaflow's commands that start tasks (its runtime): R keeps a spare task
+#: process ready from the start of such a run; for any other (a single step,
+#: ``init``), only once M asks for a task, if ever.
+RUNTIME_COMMANDS = frozenset({"run", "resume", "spin"})
 
 
 # -- S: the server --
@@ -516,14 +530,22 @@ class Zygote:
         return program.run(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
 
     def serve(self) -> int:
-        """Fork tasks for M until it ends; then end with its exit status."""
+        """Start tasks for M until it ends; then end with its exit status."""
         live: set[int] = set()
         main_code: int | None = None
         sources: list[Any] = [self.sock, self.wakeup.read_fd]
+        #: The task process forked ahead of time, and R's end of its job channel.
+        self.spare: tuple[int, socket.socket] | None = None
+        if self.no_fork is None and RUNTIME_COMMANDS & set(self.job["args"]):
+            self.fork_spare()
         while main_code is None:
             readable, _, _ = select.select(sources, [], [])
             if self.sock in readable:
-                message, fds = recv(self.sock)
+                try:
+                    message, fds = recv(self.sock)
+                except ConnectionResetError:
+                    # M ended with reports of R's it never needed unread.
+                    message, fds = None, []
                 if message is None:
                     sources.remove(self.sock)
                 elif message["op"] == "fork":
@@ -546,8 +568,17 @@ class Zygote:
                         live.discard(pid)
                         with contextlib.suppress(OSError):
                             send(self.sock, {"op": "exited", "pid": pid, "code": code})
-        # M is gone; tasks it did not wait for have no one to report to, and
-        # what the run's processes left behind (a daemon a step started) ends.
+                    elif self.spare is not None and pid == self.spare[0]:
+                        # Killed from outside before it had a job: fork another when asked.
+                        self.spare[1].close()
+                        self.spare = None
+        # M is gone; tasks it did not wait for have no one to report to, the
+        # spare gets no job, and what the run's processes left behind (a
+        # daemon a step started) ends.
+        if self.spare is not None:
+            live.add(self.spare[0])
+            self.spare[1].close()
+            self.spare = None
         for pid in live:
             os.kill(pid, signal.SIGKILL)
         for pid in live:
@@ -555,30 +586,84 @@ class Zygote:
         lifetime.end_children()
         return main_code
 
-    def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
+    def fork_spare(self) -> None:
+        """Fork the next task process, to wait for its job (``run_spare``)."""
+        ours, theirs = socket.socketpair()
         try:
-            pid = program.fork(  # T
-                [self.sock, self.wakeup],
-                lambda: self.run_task(message["args"], message["env"], fds),
+            # (A partial, not a lambda: the task's code runs as deep in the
+            # stack as in a task forked at its request.)
+            pid = program.fork(  # T, ahead of its job
+                [self.sock, self.wakeup, ours], functools.partial(self.run_spare, theirs)
             )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.spare = (pid, ours)
+        timeline.mark("spare.forked", str(pid))
+
+    def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
+        """Hand M's job to the spare (forking one now if there is none, or if
+        it died unused), answer M with its pid, then fork the next spare."""
+        job = {"args": message["args"], "env": message["env"]}
+        try:
+            # The spare, or if it died unused (killed from outside), a new one.
+            for attempt in (1, 2):
+                if self.spare is None:
+                    self.fork_spare()
+                assert self.spare is not None
+                pid, channel = self.spare
+                self.spare = None
+                try:
+                    with channel:
+                        send(channel, job, fds)
+                    break
+                except OSError:
+                    # Its end is closed: it is dead or dying, and not a task.
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                    if attempt == 2:
+                        raise
         except OSError as exc:
-            for fd in fds:
-                os.close(fd)
             send(self.sock, {"op": "error", "message": f"fork failed: {exc}"})
             return
-        for fd in fds:
-            os.close(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
         live.add(pid)
         send(self.sock, {"op": "forked", "pid": pid})
+        timeline.mark("task.forked", str(pid))
+        # Off M's path: M has its answer and goes on meanwhile.
+        with contextlib.suppress(OSError):
+            self.fork_spare()
+
+    def run_spare(self, channel: socket.socket) -> int:
+        """T before its job: wait for it, then run it (``run_task``). End
+        quietly if R ends first (its end of the channel closes unused)."""
+        try:
+            message, fds = recv(channel)
+        except (OSError, EOFError):
+            return 0
+        finally:
+            channel.close()
+        if message is None:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        return self.run_task(message["args"], message["env"], fds)
 
     def run_task(self, args: list[str], env: dict[str, str], fds: list[int]) -> int:
-        """T: exactly what the task's command line would do in a new interpreter."""
-        timeline.mark("task.start")
-        for target, fd in enumerate(fds):
+        """T: exactly what the task's command line would do in a new interpreter.
+        ``fds``: its stdin, stdout, stderr, and where to write its exit status."""
+        timeline.mark("task.start", task_name(args))
+        stdio, (exit_fd,) = fds[:3], fds[3:]
+        for target, fd in enumerate(stdio):
             os.dup2(fd, target)
-        for fd in fds:
+        for fd in stdio:
             if fd > 2:
                 os.close(fd)
+        program.report_exit(exit_fd)
         os.environ.clear()
         os.environ.update(env)
         program.std_streams(unbuffered=bool(env.get("PYTHONUNBUFFERED")))

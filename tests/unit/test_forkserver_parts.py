@@ -1,5 +1,6 @@
 """The fork server's pure parts, without a server: the message protocol, the
-marker environment and bindings, and which task commands may be forked."""
+marker environment and bindings, which task commands may be forked, and how a
+task's exit status reaches the runtime."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import sys
 import threading
 import types
 from collections import namedtuple
+from collections.abc import Iterator
 
 import pytest
 
-from pytest_artflow.forkserver import markers, messages
-from pytest_artflow.forkserver.tasklauncher import TaskLauncher
+from pytest_artflow.forkserver import markers, messages, program
+from pytest_artflow.forkserver.tasklauncher import ForkedTask, TaskLauncher
 
 # -- messages --
 
@@ -165,3 +167,99 @@ def test_another_program_is_not_forked(launcher: TaskLauncher) -> None:
     args, kwargs = _task(launcher)
     assert not launcher.can_fork(["git", "status"], kwargs)
     assert not launcher.can_fork(" ".join(args), kwargs)
+
+
+# -- a task's exit status, without R --
+
+
+def _forked_task(launcher: TaskLauncher, zygote: socket.socket) -> tuple[ForkedTask, list[int]]:
+    """A ``ForkedTask`` R (played by this test on ``zygote``) said it forked;
+    the descriptors the task would have got: stdin, stdout, stderr, exit."""
+    messages.send(zygote, {"op": "forked", "pid": 4242})
+    task = ForkedTask(launcher, [*launcher.entrypoint, "flow.py"], {}, -1)
+    message, fds = messages.recv(zygote)
+    assert message is not None and message["op"] == "fork"
+    assert len(fds) == 4
+    return task, fds
+
+
+@pytest.fixture
+def zygote(launcher: TaskLauncher) -> Iterator[socket.socket]:
+    ours, theirs = socket.socketpair()
+    launcher.sock = ours
+    yield theirs
+    ours.close()
+    theirs.close()
+
+
+def test_a_task_that_wrote_its_status_needs_no_word_from_r(
+    launcher: TaskLauncher, zygote: socket.socket
+) -> None:
+    task, fds = _forked_task(launcher, zygote)
+    assert task.pid == 4242
+    assert task.poll() is None
+    os.write(fds[3], b"7")
+    for fd in fds:
+        os.close(fd)
+    # R never says "exited" here.
+    assert task.wait() == 7
+    assert task.poll() == 7
+    # R's word, when it comes, changes nothing and is not kept.
+    messages.send(zygote, {"op": "exited", "pid": 4242, "code": 7})
+    messages.send(zygote, {"op": "forked", "pid": 4243})
+    assert launcher.fork([], {}, []) == 4243
+    assert launcher.exited == {} and launcher.reported == set()
+    for stream in (task.stdin, task.stdout, task.stderr):
+        stream.close()
+
+
+def test_a_task_that_died_without_writing_its_status_waits_for_r(
+    launcher: TaskLauncher, zygote: socket.socket
+) -> None:
+    task, fds = _forked_task(launcher, zygote)
+    for fd in fds:
+        os.close(fd)
+    # The pipe closed empty (a signal, os._exit): only R can tell.
+    assert task.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        task.wait(timeout=0)
+    messages.send(zygote, {"op": "exited", "pid": 4242, "code": -9})
+    assert task.wait() == -9
+    assert launcher.exited == {}
+    for stream in (task.stdin, task.stdout, task.stderr):
+        stream.close()
+
+
+def test_a_process_reports_its_exit_status_its_forks_do_not() -> None:
+    read, write = os.pipe()
+
+    def task() -> int:
+        program.report_exit(write)
+        # A process the task forks inherits the pipe, not the duty to write.
+        child = program.fork([], lambda: 9)
+        os.waitpid(child, 0)
+        # Its own streams, as a task makes them; what it writes is buffered.
+        program.std_streams(unbuffered=False)
+        print("the task's last words")
+        return 5
+
+    out_read, out_write = os.pipe()
+    saved = os.dup(1)
+    os.dup2(out_write, 1)
+    try:
+        pid = program.fork([], task)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(out_write)
+        os.close(write)
+    try:
+        assert os.read(read, 16) == b"5"
+        # Its standard streams were flushed and closed before it wrote.
+        assert os.read(out_read, 100) == b"the task's last words\n"
+        assert os.read(out_read, 100) == b""
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 5
+    finally:
+        os.close(read)
+        os.close(out_read)
