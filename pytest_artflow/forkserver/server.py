@@ -66,6 +66,7 @@ from ..inflow import lifetime
 from . import program
 from .markers import SENTINEL_PREFIX, Bindings
 from .messages import recv, send
+from .precompiled import PrecompiledImports
 from .tasklauncher import TaskLauncher, task_name
 
 #: What S imports before it serves: what every run, task and single-step job
@@ -136,6 +137,8 @@ class Server:
         imported = [name for name in FLOW_DEPENDENT if name in sys.modules]
         if imported:
             raise RuntimeError(f"preloading imported {imported}, which must load per flow")
+        # Each process imports them for its flow, from bytecode read here once.
+        PrecompiledImports(FLOW_DEPENDENT).install()
         warm_caches()
         self.config_files = metaflow_seam.config_files()
         self.bindings = Bindings.find(SENTINEL_PREFIX) if self.markers else Bindings()

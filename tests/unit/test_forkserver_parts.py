@@ -12,6 +12,7 @@ import threading
 import types
 from collections import namedtuple
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -263,3 +264,56 @@ def test_a_process_reports_its_exit_status_its_forks_do_not() -> None:
     finally:
         os.close(read)
         os.close(out_read)
+
+
+# -- modules imported per process from bytecode read once --
+
+
+def _package(tmp_path: Any, body: str) -> str:
+    package = tmp_path / "precompiled_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "per_process.py").write_text(body)
+    return "precompiled_pkg.per_process"
+
+
+def test_a_precompiled_module_runs_its_body_at_each_import_from_bytecode_read_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_artflow.forkserver.precompiled import PrecompiledImports
+
+    name = _package(tmp_path, "import builtins\nbuiltins.RUNS.append(__name__)\nVALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("builtins.RUNS", [], raising=False)
+    import importlib.util
+
+    importlib.import_module("precompiled_pkg")
+    reference = importlib.util.find_spec(name)
+    finder = PrecompiledImports([name])
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    finder.install()
+    # The file changes after the server read it: each import runs what was read.
+    (tmp_path / "precompiled_pkg" / "per_process.py").write_text("VALUE = 2\n")
+    import builtins
+
+    for expected_runs in (1, 2):
+        sys.modules.pop(name, None)
+        module = importlib.import_module(name)
+        runs = builtins.RUNS  # type: ignore[attr-defined]
+        assert runs == [name] * expected_runs
+        assert module.VALUE == 1
+        assert module.__spec__.loader is finder
+        assert module.__file__ == reference.origin
+        assert module.__cached__ == reference.cached
+        assert module.__package__ == "precompiled_pkg"
+    # Tracebacks and inspect read the source from the file, as for any module.
+    assert finder.get_source(name) == "VALUE = 2\n"
+    sys.modules.pop(name, None)
+
+
+def test_a_module_that_is_not_plain_source_is_left_to_the_usual_import() -> None:
+    from pytest_artflow.forkserver.precompiled import PrecompiledImports
+
+    finder = PrecompiledImports(["_socket", "no_such_module_here"])
+    assert finder.find_spec("_socket") is None
+    assert finder.find_spec("no_such_module_here") is None
