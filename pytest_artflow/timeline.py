@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,9 +32,10 @@ ENV = "PYTEST_ARTFLOW_TIMELINE"
 _fd: int | None = None
 
 
-def requested() -> str | None:
-    """The file the pytest process was asked to write marks to, if any."""
-    return os.environ.get(ENV) or None
+def requested(environ: Mapping[str, str] | None = None) -> str | None:
+    """The file marks go to by ``environ`` (the pytest process's, or a run's
+    inheriting it; default: this process's), if any."""
+    return (os.environ if environ is None else environ).get(ENV) or None
 
 
 def start(path: str | None) -> None:

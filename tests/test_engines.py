@@ -26,6 +26,7 @@ from typing import Any
 
 import cardhtml
 import pytest
+from processes import children
 
 from pytest_artflow import FlowRunFailed
 from pytest_artflow.compare import artifacts_equal, explain
@@ -410,20 +411,6 @@ def test_ctrl_c_ends_the_run_and_leaves_no_process(pytester, monkeypatch, tmp_pa
 # -- what a run leaves behind --
 
 
-def _children() -> set[int]:
-    me = str(os.getpid())
-    found = set()
-    for entry in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z":
-            found.add(int(entry.split("/")[2]))
-    return found
-
-
 def _process_state() -> dict[str, Any]:
     from metaflow import metaflow_config
     from metaflow.plugins.datastores.local_storage import LocalStorage
@@ -432,7 +419,7 @@ def _process_state() -> dict[str, Any]:
         "modules": sorted(sys.modules),
         "main": sys.modules["__main__"],
         "threads": sorted(t.name for t in threading.enumerate()),
-        "children": _children(),
+        "children": children(os.getpid()),
         "environ": dict(os.environ),
         "cwd": os.getcwd(),
         "path": list(sys.path),
@@ -466,7 +453,7 @@ def test_closing_the_engine_stops_its_server(artflow_run, request):
     from pytest_artflow.engines.fork import ForkEngine
 
     engine = ForkEngine()
-    before = _children()
+    before = children(os.getpid())
     try:
         job = artflow_run.job(
             artflow_run.configure(FLOWS / "linear_flow.py"), ["run", "--max-workers", "1"]
@@ -474,10 +461,10 @@ def test_closing_the_engine_stops_its_server(artflow_run, request):
         result = engine.run(job)
         assert result.returncode == 0, result.output
         assert result.extra["engine"] == "fork"
-        assert _children() - before
+        assert children(os.getpid()) - before
     finally:
         engine.close()
-    assert _children() == before
+    assert children(os.getpid()) == before
 
 
 def test_a_dead_server_is_replaced(artflow_run, request):

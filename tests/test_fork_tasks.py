@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import alive, wait_for
 
 from pytest_artflow import FlowRunFailed, timeline
 
@@ -24,26 +24,6 @@ FLOWS = Path(__file__).parent / "flows"
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/task"), reason="the fork engine's spares are found in /proc"
 )
-
-#: Seconds an awaited event may take on a loaded machine.
-LIMIT = 120.0
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + LIMIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -73,7 +53,7 @@ def test_each_task_runs_in_a_spare_forked_ahead_of_it(artflow_run: Any, marks_fi
     # One spare more than tasks: the last one, never used, is gone with the run.
     unused = set(spares) - {task.pid for task in started}
     assert len(unused) == 1
-    assert not [pid for pid in spares if _alive(pid)]
+    assert not [pid for pid in spares if alive(pid)]
 
 
 def test_no_spare_outlives_a_killed_run(artflow_run: Any, marks_file: Path, tmp_path: Path) -> None:
@@ -87,7 +67,7 @@ def test_no_spare_outlives_a_killed_run(artflow_run: Any, marks_file: Path, tmp_
         )
     spares = [int(m.detail) for m in _marks(marks_file, "spare.forked")]
     assert spares
-    _wait_for(lambda: not [pid for pid in spares if _alive(pid)], f"spares {spares} to end")
+    wait_for(lambda: not [pid for pid in spares if alive(pid)], f"spares {spares} to end")
 
 
 def test_tasks_that_are_new_interpreters_have_no_spare(

@@ -6,15 +6,14 @@ the server when the zygote dies without saying."""
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import alive, children, wait_for
 
 from pytest_artflow.engines.base import EngineResult
 from pytest_artflow.engines.fork import ForkEngine
@@ -61,37 +60,6 @@ EXIT_FLOW = """
 """
 
 
-def _children(parent: int) -> set[int]:
-    """Live children of ``parent`` (not zombies)."""
-    found = set()
-    for entry in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == str(parent) and fields[0] != "Z":
-            found.add(int(entry.split("/")[2]))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_for(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + LIMIT
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-    return found
-
-
 @pytest.fixture
 def engine() -> Iterator[ForkEngine]:
     made = ForkEngine()
@@ -119,10 +87,10 @@ def _the_spare(server: int, but: int) -> int:
     """The server's one child once the zygote ``but`` is gone: its spare."""
 
     def spare() -> int | None:
-        children = _children(server)
-        return children.pop() if len(children) == 1 and but not in children else None
+        alive = children(server)
+        return alive.pop() if len(alive) == 1 and but not in alive else None
 
-    found: int = _wait_for(spare, "the server's spare zygote")
+    found: int = wait_for(spare, "the server's spare zygote")
     return found
 
 
@@ -145,7 +113,7 @@ def test_no_spare_zygote_outlives_its_server(artflow_run, engine):
     first = _run(artflow_run, engine, FLOWS / "linear_flow.py")
     spare = _the_spare(first.extra["server"], but=first.extra["zygote"])
     engine.close()
-    assert not _alive(spare)
+    assert not alive(spare)
 
 
 def test_a_spare_zygote_ends_when_its_server_is_killed(artflow_run, engine):
@@ -153,7 +121,7 @@ def test_a_spare_zygote_ends_when_its_server_is_killed(artflow_run, engine):
     server = first.extra["server"]
     spare = _the_spare(server, but=first.extra["zygote"])
     os.kill(server, signal.SIGKILL)
-    _wait_for(lambda: not _alive(spare), "the spare zygote to end")
+    wait_for(lambda: not alive(spare), "the spare zygote to end")
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import io
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -205,6 +207,24 @@ def parent_only(fd: int) -> None:
 def not_parent_only(fd: int) -> None:
     """``fd`` is no longer this process's alone (or is about to be closed)."""
     _parent_only.discard(fd)
+
+
+def fork_waiting(
+    closing: Iterable[Any], body: Callable[[socket.socket], int]
+) -> tuple[int, socket.socket]:
+    """Fork a process ahead of its job (a spare): ``body`` gets the child's
+    end of a new socket pair to wait on; the pid and this process's end.
+    ``body`` is called as ``fork`` calls any body (no frame in between), so
+    the job's code runs as deep in the stack as in a process forked for it."""
+    ours, theirs = socket.socketpair()
+    try:
+        pid = fork([*closing, ours], functools.partial(body, theirs))
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return pid, ours
 
 
 def fork(closing: Iterable[Any], body: Callable[[], int]) -> int:

@@ -47,7 +47,6 @@ module (S and R).
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import io
 import json
@@ -201,17 +200,11 @@ class Server:
         """Fork the next run's zygote (R), to wait for its job (``await_job``)."""
         if self.spare is not None:
             return
-        ours, theirs = socket.socketpair()
         try:
-            pid = program.fork([self.ctl, self.wakeup, ours], lambda: self.await_job(theirs))
+            self.spare = program.fork_waiting([self.ctl, self.wakeup], self.await_job)
         except OSError:
-            # No spare: the next run forks its zygote when it is asked for.
-            ours.close()
-            return
-        finally:
-            theirs.close()
-        self.spare = (pid, ours)
-        timeline.mark("server.spare", str(pid))
+            return  # no spare: the next run forks its zygote when it is asked for
+        timeline.mark("server.spare", str(self.spare[0]))
 
     def await_job(self, sock: socket.socket) -> int:
         """The spare: a session of its own at once (the server kills a run by
@@ -330,14 +323,18 @@ class Zygote:
         return code
 
     def run_zygote(self) -> int:
-        refusal = self.enter()
         # The run's environment says where its marks go.
-        timeline.start(timeline.requested())
+        timeline.start(timeline.requested(self.job["env"]))
+        # First, so that git's answers are in before M asks for them.
+        git = self.ask_git()
+        refusal = self.enter()
         timeline.mark("zygote.entered")
         if refusal:
+            os.kill(git[0], signal.SIGKILL)
+            os.waitpid(git[0], 0)
+            os.close(git[1])
             self.report(refused=refusal)
             return 0
-        git = self.ask_git()
         from pytest_artflow.inflow import launch
 
         sys.argv = [self.path, *self.job["args"]]
@@ -393,12 +390,18 @@ class Zygote:
         the other; G asks them at once) while this process warms the flow's
         imports and M starts Metaflow's CLI; G's pid and the pipe its answer
         comes on (see ``warm_git_info``). A process, not a thread: this one
-        forks every task and must stay single-threaded."""
-        directory = os.path.dirname(os.path.abspath(self.path))
+        forks every task and must stay single-threaded. Forked before this
+        process has entered the run (``enter``), G enters as far as git can
+        tell: the run's directory and environment."""
         answer_r, answer_w = os.pipe()
 
         def ask() -> int:
             os.close(answer_r)
+            # Asked where and as the run's processes would ask (``enter``).
+            os.chdir(self.job["cwd"])
+            os.environ.clear()
+            os.environ.update(self.job["env"])
+            directory = os.path.dirname(os.path.abspath(self.path))
             try:
                 info = metaflow_seam.repository_info_at_once(directory)
             except Exception:
@@ -530,7 +533,14 @@ class Zygote:
         if self.no_fork is None:
             metaflow_seam.set_runtime_popen(TaskLauncher(sock, self.entrypoint).popen)
         program.reseed()
-        return program.run(lambda: launch.run_cli(self.load_flow(), self.path, self.class_name))
+
+        def main() -> None:
+            try:
+                launch.run_cli(self.load_flow(), self.path, self.class_name)
+            finally:
+                timeline.mark("main.done")
+
+        return program.run(main)
 
     def serve(self) -> int:
         """Start tasks for M until it ends; then end with its exit status."""
@@ -566,6 +576,7 @@ class Zygote:
                         break
                     code = os.waitstatus_to_exitcode(status)
                     if pid == self.main_pid:
+                        timeline.mark("zygote.mainexit", str(code))
                         main_code = code
                     elif pid in live:
                         live.discard(pid)
@@ -591,20 +602,8 @@ class Zygote:
 
     def fork_spare(self) -> None:
         """Fork the next task process, to wait for its job (``run_spare``)."""
-        ours, theirs = socket.socketpair()
-        try:
-            # (A partial, not a lambda: the task's code runs as deep in the
-            # stack as in a task forked at its request.)
-            pid = program.fork(  # T, ahead of its job
-                [self.sock, self.wakeup, ours], functools.partial(self.run_spare, theirs)
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.spare = (pid, ours)
-        timeline.mark("spare.forked", str(pid))
+        self.spare = program.fork_waiting([self.sock, self.wakeup], self.run_spare)  # T
+        timeline.mark("spare.forked", str(self.spare[0]))
 
     def fork_task(self, message: dict[str, Any], fds: list[int], live: set[int]) -> None:
         """Hand M's job to the spare (forking one now if there is none, or if
