@@ -40,6 +40,11 @@ CORE_TESTS = (
     "tests/test_resume.py",
     "tests/test_read_back.py",
     "tests/test_versions.py",
+    "tests/test_fork_tasks.py",
+    "tests/test_forkserver_runs.py",
+    "tests/test_lazy_read.py",
+    "tests/test_codepackage.py",
+    "tests/test_metaflow_seam.py",
 )
 
 nox.options.sessions = ["core"]

@@ -60,6 +60,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "environment_flow.py": {},
     "resume_flow.py": {"width": 2},
     "parallel_flow.py": {},
+    "numpy_flow.py": {},
 }
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")

@@ -111,6 +111,23 @@ def native_threads() -> int:
         return threading.active_count()
 
 
+def threads_through_fork() -> int:
+    """This process's threads that a fork would leave behind: those still
+    running once the libraries' own fork handlers (``pthread_atfork``) have
+    run. A library may stop its threads there and start them again in each
+    process on next use: OpenBLAS (numpy's BLAS) does, for the pool it starts
+    at import. So a fork that does nothing lets the handlers run, and what
+    is counted after it is what no library stops."""
+    threads = native_threads()
+    if threads > 1:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        threads = native_threads()
+    return threads
+
+
 def _default_signals() -> None:
     """A fresh process's SIGCHLD handling, first thing in a fork (before the
     parent's wakeup pipe is closed, whose fd number could be reused)."""

@@ -144,7 +144,7 @@ class Server:
         # What the imports changed in the environment (none, usually): a fresh
         # process of the run would make the same changes.
         self.import_env = {k: v for k, v in os.environ.items() if self.initial_env.get(k) != v}
-        threads = program.native_threads()
+        threads = program.threads_through_fork()
         if threads > 1:
             # A fork keeps only the forking thread: the others' locks stay held.
             self.bindings.unpatchable.append(f"importing Metaflow started {threads - 1} thread(s)")
@@ -341,7 +341,7 @@ class Zygote:
         sys.path[0] = os.path.dirname(self.path)
         self.warm_imports()
         timeline.mark("zygote.imported")
-        threads = program.native_threads()
+        threads = program.threads_through_fork()
         if threads > 1:
             self.no_fork = f"the flow's imports started {threads - 1} thread(s)"
         self.report(refused=None, tasks=self.no_fork or "forked")
