@@ -4,14 +4,34 @@ import it too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from .results import FlowRun
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class ArtflowError(Exception):
     """Base of every error pytest-artflow raises on purpose."""
+
+
+def plugin_frames_hidden(call: F) -> F:
+    """A fixture's ``__call__`` whose ``ArtflowError`` reaches the test without
+    the plugin's frames: the message says everything, and those frames (and
+    their locals, pickled plans among them) would only bury it."""
+
+    @functools.wraps(call)
+    def hidden(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        try:
+            return call(*args, **kwargs)
+        except ArtflowError as exc:
+            raise exc.with_traceback(None) from exc.__cause__
+
+    return cast(F, hidden)
 
 
 class FlowReferenceError(ArtflowError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import ArtflowError, FlowRunFailed
+from .errors import ArtflowError, FlowRunFailed, plugin_frames_hidden
 from .results import FlowRun, UnknownStepError
 from .results.read import datastore_of
 from .runner import ArtflowRunner
@@ -28,6 +28,7 @@ class ArtflowResume:
         #: The test's ``artflow_run``: its sandbox, engines, defaults and hook.
         self.runner = runner
 
+    @plugin_frames_hidden
     def __call__(
         self,
         run: FlowRun,
@@ -41,38 +42,21 @@ class ArtflowResume:
         env: Mapping[str, str] | None = None,
         **parameters: Any,
     ) -> FlowRun:
-        __tracebackhide__ = True
-        try:
-            return self._resume(
-                run,
-                step,
-                engine=engine,
-                timeout=timeout,
-                check=check,
-                tags=tags,
-                max_workers=max_workers,
-                env=env,
-                parameters=parameters,
-            )
-        except ArtflowError as exc:
-            # The message says everything; the plugin's frames would only bury it.
-            raise exc.with_traceback(None) from exc.__cause__
-
-    def _resume(
-        self,
-        run: FlowRun,
-        step: str | None,
-        *,
-        check: bool,
-        parameters: dict[str, Any],
-        **options: Any,
-    ) -> FlowRun:
         self._check_origin(run, step)
         assert run.flow is not None  # _check_origin
         runner = self.runner
         # Where the origin run stored its artifacts is where Metaflow clones them from.
         datastore = datastore_of(run)[0]
-        config = runner.configure(run.flow, params=parameters, datastore=datastore, **options)
+        config = runner.configure(
+            run.flow,
+            engine=engine,
+            timeout=timeout,
+            tags=tags,
+            max_workers=max_workers,
+            env=env,
+            params=parameters,
+            datastore=datastore,
+        )
         id_file = runner.id_file()
         args = ["resume", "--origin-run-id", run.run_id, "--run-id-file", str(id_file)]
         for tag in config.tags:

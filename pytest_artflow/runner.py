@@ -10,7 +10,7 @@ from typing import Any
 
 from . import flows, timeline
 from .engines import EngineSet, RunJob
-from .errors import ArtflowError, FlowReferenceError, FlowRunFailed
+from .errors import ArtflowError, FlowReferenceError, FlowRunFailed, plugin_frames_hidden
 from .results.failure import describe_failure, start_failure, timeout_failure
 from .results.model import FlowRun
 from .results.read import read_run
@@ -150,15 +150,8 @@ class ArtflowRunner:
             ) from exc
         return SHIPPED + str(path)
 
+    @plugin_frames_hidden
     def __call__(self, flow: object, *, check: bool = True, **options: Any) -> FlowRun:
-        __tracebackhide__ = True
-        try:
-            return self._run(flow, check=check, **options)
-        except ArtflowError as exc:
-            # The message says everything; the plugin's frames would only bury it.
-            raise exc.with_traceback(None) from exc.__cause__
-
-    def _run(self, flow: object, *, check: bool, **options: Any) -> FlowRun:
         config = self.configure(flow, **options)
         id_file = self.id_file()
         args = config.flow.config_args(config.config, config.config_value, self.search_dirs)

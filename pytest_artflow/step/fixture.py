@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import metaflow_seam
-from ..errors import ArtflowError, FlowRunFailed
+from ..errors import ArtflowError, FlowRunFailed, plugin_frames_hidden
 from .job import JOB_ENV, PARAMS_TASK, STEP_TASK, StepJob
 from .plan import InputPlan, InputPlanner, missing_input_hint, step_node
 
@@ -43,6 +43,7 @@ class ArtflowStep:
         self.runner = runner
         self._count = itertools.count(1)
 
+    @plugin_frames_hidden
     def __call__(
         self,
         flow_or_run: object,
@@ -71,41 +72,6 @@ class ArtflowStep:
         what it stores live in the test's S3 area. Keyword arguments are
         Parameter values.
         """
-        __tracebackhide__ = True
-        try:
-            return self._call(
-                flow_or_run,
-                step,
-                inputs=inputs,
-                input=input,
-                index=index,
-                check=check,
-                engine=engine,
-                timeout=timeout,
-                params=params,
-                datastore=datastore,
-                **parameters,
-            )
-        except ArtflowError as exc:
-            # The message says everything; the plugin's frames (and their locals,
-            # pickled plans among them) would only bury it.
-            raise exc.with_traceback(None) from exc.__cause__
-
-    def _call(
-        self,
-        flow_or_run: object,
-        step: str,
-        *,
-        inputs: Any,
-        input: Any,
-        index: Any,
-        check: bool,
-        engine: str | None,
-        timeout: float | None,
-        params: Mapping[str, Any] | None,
-        datastore: str | None,
-        **parameters: Any,
-    ) -> TaskResult:
         from ..results import FlowRun
 
         origin = flow_or_run if isinstance(flow_or_run, FlowRun) else None
